@@ -1,0 +1,67 @@
+"""ament_python package that also installs with plain pip on a machine without ROS."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'vr_goggles'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    description='VR-Goggles: real-to-sim image translation for sim-trained robot policies',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='MIT',
+    python_requires='>=3.10',
+    packages=find_packages(exclude=['test', 'test.*']),
+    package_data={PACKAGE: ['weights/*.safetensors', 'weights/*.json', 'weights/*.onnx']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=[
+        'setuptools',
+        'numpy>=1.21',
+        'torch==2.13.0',
+        'safetensors>=0.4',
+        'onnx>=1.15',
+        'onnxruntime>=1.17',
+        'opencv-python-headless>=4.8',
+        'rosbags>=0.10',
+        'tqdm>=4.60',
+        'matplotlib>=3.5',
+        'PyYAML>=5.4',
+    ],
+    extras_require={
+        # Simulator, policy and translator training (not needed on the robot).
+        'train': [
+            'gymnasium>=1.0',
+            'miniworld>=2.1',
+            'stable-baselines3>=2.3',
+            'tensorboard>=2.14',
+        ],
+        'test': [
+            'pytest>=7',
+            'pytest-timeout>=2',
+            'hypothesis>=6',
+            'ruff>=0.4',
+            'flake8>=6',
+            'pydocstyle>=6',
+        ],
+    },
+    zip_safe=True,
+    maintainer='vr_goggles maintainers',
+    maintainer_email='maintainers@vr-goggles.dev',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'vr-goggles = vr_goggles.cli:main',
+            'goggles_node = vr_goggles.nodes.goggles_node:main',
+            'policy_node = vr_goggles.nodes.policy_node:main',
+            'sim_bridge = vr_goggles.nodes.sim_bridge:main',
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""One module per ``vr-goggles`` verb (see :mod:`vr_goggles.cli`)."""

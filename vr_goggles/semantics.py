@@ -1,0 +1,35 @@
+"""Semantic classes of the simulator's label pass, shared by segmenter, training and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Class id = index. ``void`` marks pixels with no surface (never expected indoors).
+CLASS_NAMES: tuple[str, ...] = ('void', 'floor', 'wall', 'ceiling', 'chair', 'object')
+VOID, FLOOR, WALL, CEILING, CHAIR, OBJECT = range(len(CLASS_NAMES))
+NUM_CLASSES = len(CLASS_NAMES)
+
+#: RGB colour per class for visualisation PNGs.
+PALETTE = np.array([
+    [0, 0, 0],        # void
+    [128, 64, 128],   # floor
+    [70, 70, 70],     # wall
+    [190, 153, 153],  # ceiling
+    [220, 20, 60],    # chair
+    [250, 170, 30],   # object
+], dtype=np.uint8)
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 RGB visualisation."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise ValueError(f'labels: class ids must be in [0, {NUM_CLASSES}), '
+                         f'got range [{labels.min()}, {labels.max()}]')
+    return PALETTE[labels]
+
+
+def classes_json() -> dict:
+    """The class table written beside exported datasets."""
+    return {'classes': [{'id': i, 'name': n, 'color': PALETTE[i].tolist()}
+                        for i, n in enumerate(CLASS_NAMES)]}
