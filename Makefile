@@ -34,9 +34,9 @@ test: system venv-test
 test-py310:
 	@[ -x $(VENV)-py310/bin/python ] || $(PY310) -m venv $(VENV)-py310
 	$(VENV)-py310/bin/python -m pip install -q numpy opencv-python-headless hypothesis pytest \
-		safetensors
-	cd test && PYTHONPATH=$(CURDIR) ../$(VENV)-py310/bin/python -m pytest -q -p no:cacheprovider \
-		-o addopts= test_ros_image.py test_preprocess.py test_actions.py
+		pytest-timeout safetensors rosbags
+	PYTHONPATH=$(CURDIR) $(VENV)-py310/bin/python -m pytest -q -p no:cacheprovider \
+		test/test_ros_image.py test/test_preprocess.py test/test_actions.py
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \

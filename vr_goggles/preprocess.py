@@ -102,7 +102,7 @@ def normalize(images: np.ndarray) -> np.ndarray:
 
 
 def denormalize(tensor: np.ndarray) -> np.ndarray:
-    """float ``(N, 3, H, W)`` or ``(3, H, W)`` in [-1, 1] -> uint8 ``(N, H, W, 3)`` RGB.
+    """Float ``(N, 3, H, W)`` or ``(3, H, W)`` in [-1, 1] -> uint8 ``(N, H, W, 3)`` RGB.
 
     Inverse of :func:`normalize` up to rounding (exact on uint8 inputs).
     """

@@ -63,6 +63,13 @@ class ModelCard:
         unknown = sorted(set(d) - known)
         if unknown:
             raise WeightsError(path, f'card has unknown field(s) {unknown}')
+        types = {'name': str, 'architecture': str, 'task': str, 'training_command': str,
+                 'sha256': str, 'normalization': dict, 'metrics': dict, 'extra': dict,
+                 'card_version': int}
+        wrong = [f'{k}={d[k]!r} (expected {t.__name__})' for k, t in types.items()
+                 if k in d and (not isinstance(d[k], t) or isinstance(d[k], bool))]
+        if wrong:
+            raise WeightsError(path, f'card field(s) of the wrong type: {", ".join(wrong)}')
         size = d['input_size']
         if (not isinstance(size, list) or len(size) != 2
                 or not all(isinstance(v, int) and v > 0 for v in size)):
@@ -196,7 +203,7 @@ def build_module(path: str | os.PathLike, *, verify_hash: bool = True):
     tensors = resolve(path)
     try:
         module = build(card.architecture, **card.kwargs)
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(tensors, f'card architecture {card.architecture!r} with kwargs '
                                     f'{card.kwargs} cannot be built: {e}') from None
     expected = module.state_dict()
