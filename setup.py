@@ -15,7 +15,10 @@ setup(
     license='MIT',
     python_requires='>=3.10',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE: ['weights/*.safetensors', 'weights/*.json', 'weights/*.onnx']},
+    package_data={
+        PACKAGE: ['weights/*.safetensors', 'weights/*.json', 'weights/*.onnx'],
+        'sim_training': ['assets/real_textures/*'],
+    },
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -1,0 +1,1 @@
+"""Gymnasium environments of the simulator (import :mod:`sim_training` to register them)."""
