@@ -1,0 +1,168 @@
+"""ONNX export and the onnxruntime backend.
+
+Export uses the legacy TorchScript-based exporter (``dynamo=False``): it handles the generator's
+reflection padding and instance norm at opset 17 (see docs/engines.md). The graph has one input
+``input`` float32 ``(N, 3, H, W)`` in [-1, 1] and one output ``output`` of the same shape and
+range, so the file can be fed to ``trtexec --onnx=`` or Isaac ROS ``isaac_ros_tensor_rt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+import tempfile
+from typing import Any
+import warnings
+
+import numpy as np
+
+from vr_goggles.engines.base import (
+    EngineFileError,
+    EngineUnavailable,
+    cache_dir,
+    check_batch,
+    check_precision,
+)
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = 'input'
+OUTPUT_NAME = 'output'
+DEFAULT_OPSET = 17
+
+
+def export_onnx(module: Any, path: str | os.PathLike, input_size: tuple[int, int], *,
+                opset: int = DEFAULT_OPSET, batch: int = 1, dynamic_batch: bool = False) -> Path:
+    """Export ``module`` to ONNX at ``path`` (atomically) and check the graph with onnx.
+
+    ``dynamic_batch`` makes the batch axis symbolic (``batch``); the default static shape is
+    what TensorRT and Isaac ROS build fastest from.
+    """
+    import onnx
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = int(input_size[0]), int(input_size[1])
+    dummy = torch.zeros(batch, 3, h, w, dtype=torch.float32)
+    dynamic_axes = ({INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}
+                    if dynamic_batch else None)
+    module = module.eval().cpu()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name, suffix='.tmp')
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The legacy exporter warns about constant folding of Slice, tracer constants and
+            # instance norm "train=True" (InstanceNorm2d always uses input statistics: correct).
+            warnings.simplefilter('ignore')
+            torch.onnx.export(module, (dummy,), tmp, dynamo=False, opset_version=int(opset),
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+        onnx.checker.check_model(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def onnx_cache_path(key: str, stem: str, input_size: tuple[int, int],
+                    opset: int = DEFAULT_OPSET) -> Path:
+    """Cache file for the on-the-fly export of a weights file (``key``: its SHA-256)."""
+    h, w = input_size
+    return cache_dir() / 'onnx' / f'{stem}-{key[:16]}-{h}x{w}-op{opset}-dyn.onnx'
+
+
+def ensure_onnx(module: Any, key: str, stem: str, input_size: tuple[int, int],
+                opset: int = DEFAULT_OPSET) -> Path:
+    """Return a cached dynamic-batch ONNX export of ``module``, exporting it if missing."""
+    path = onnx_cache_path(key, stem, input_size, opset)
+    if not path.exists():
+        log.info('exporting %s to ONNX cache %s', stem, path)
+        export_onnx(module, path, input_size, opset=opset, dynamic_batch=True)
+    return path
+
+
+class OnnxRuntimeEngine:
+    """onnxruntime session on CPU (or the CUDA execution provider when installed).
+
+    Only fp32 graphs are exported, so only fp32 is offered; ``threads`` sets intra-op threads
+    (default: torch's thread count, so backends are compared on equal terms).
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, *, device: str = 'cpu',
+                 precision: str = 'fp32', threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise EngineUnavailable('onnxruntime', f'import onnxruntime failed: {e}') from None
+        self.precision = check_precision(precision)
+        if self.precision != 'fp32':
+            raise EngineUnavailable('onnxruntime', f'precision {self.precision} not offered '
+                                                   '(the exported graph is fp32)')
+        available = ort.get_available_providers()
+        if device == 'cpu':
+            providers: list[Any] = ['CPUExecutionProvider']
+        elif device.startswith('cuda'):
+            if 'CUDAExecutionProvider' not in available:
+                raise EngineUnavailable('onnxruntime', 'CUDAExecutionProvider not available '
+                                                       f'(providers: {available})')
+            idx = int(device.split(':')[1]) if ':' in device else 0
+            providers = [('CUDAExecutionProvider', {'device_id': idx}), 'CPUExecutionProvider']
+        else:
+            raise ValueError(f'device: expected cpu or cuda[:N], got {device!r}')
+        path = Path(onnx_path)
+        if not path.exists():
+            raise EngineFileError(path, 'ONNX file not found')
+        opts = ort.SessionOptions()
+        if threads is None:
+            import torch
+            threads = torch.get_num_threads()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own pybind exception types
+            raise EngineFileError(path, f'not a loadable ONNX model ({type(e).__name__}: '
+                                        f'{str(e).strip()[:300]}); re-export it with '
+                                        '`vr-goggles export`') from None
+        inputs, outputs = self._sess.get_inputs(), self._sess.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
+            raise EngineFileError(path, 'expected one 4-D input and one output, got inputs '
+                                        f'{[(i.name, i.shape) for i in inputs]}')
+        shape = inputs[0].shape
+        if shape[1] != 3:
+            raise EngineFileError(path, f'expected an (N, 3, H, W) input, got {shape}')
+        self._in, self._out = inputs[0].name, outputs[0].name
+        self._static_batch = shape[0] if isinstance(shape[0], int) else None
+        self.batch_size = self._static_batch
+        self.input_size = ((shape[2], shape[3]) if all(isinstance(s, int) for s in shape[2:])
+                           else (0, 0))
+        self.path = path
+        self.device = device
+        self.name = 'onnxruntime'
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, H, W)`` -> float32 ``(N, 3, H, W)``."""
+        arr = check_batch(batch)
+        (out,) = self._sess.run([self._out], {self._in: arr})
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f'OnnxRuntimeEngine(path={str(self.path)!r}, device={self.device!r})'
+
+
+def verify_onnx(path: str | os.PathLike, module: Any, input_size: tuple[int, int], *,
+                batch: int = 1, seed: int = 0) -> float:
+    """Max abs difference between onnxruntime on ``path`` and torch eager on a random input."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, size=(batch, 3, *input_size)).astype(np.float32)
+    with torch.no_grad():
+        ref = module.eval().cpu()(torch.from_numpy(x)).numpy()
+    got = OnnxRuntimeEngine(path)(x)
+    return float(np.max(np.abs(ref - got)))
