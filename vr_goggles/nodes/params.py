@@ -1,0 +1,214 @@
+"""Parameter definitions and pure helpers of the ROS nodes (no rclpy import).
+
+Each node declares its parameters from these specs (with ``ParameterDescriptor`` ranges and
+read-only flags), ``config/*.yaml`` and the docs are checked against them by ROS-free tests,
+and the value checks run both at declaration and in the set-parameters callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+import re
+from typing import Any
+
+from vr_goggles.actions import CONTROL_PERIOD
+
+QOS_CHOICES = ('sensor_data', 'reliable', 'default')
+ENGINE_CHOICES = ('auto', 'tensorrt', 'torch', 'onnxruntime')
+PRECISION_CHOICES = ('fp32', 'fp16', 'bf16')
+DOMAIN_CHOICES = ('real', 'sim', 'randomized')
+SPLIT_CHOICES = ('train', 'eval')
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: default (which also fixes its type), docs and constraints."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    #: Inclusive (min, max) for int/float parameters, mapped to Integer/FloatingPointRange.
+    range: tuple[float, float] | None = None
+    #: Allowed values for string parameters.
+    choices: tuple[str, ...] | None = None
+    #: Free-text constraint shown by ``ros2 param describe``.
+    constraints: str = ''
+
+    def check(self, value: Any) -> str | None:
+        """Return why ``value`` is invalid for this parameter, or None if it is fine."""
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return (f'{self.name}: expected {kind.__name__}, got {type(value).__name__} '
+                    f'{value!r}')
+        if self.range is not None:
+            lo, hi = self.range
+            if isinstance(value, float) and not math.isfinite(value):
+                return f'{self.name}: expected a finite number, got {value}'
+            if not lo <= value <= hi:
+                return f'{self.name}: {value} outside [{lo}, {hi}]'
+        if self.choices is not None and value not in self.choices:
+            return f'{self.name}: {value!r} not one of {", ".join(self.choices)}'
+        if self.name == 'output_size':
+            try:
+                parse_output_size(value)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+
+def specs_by_name(specs: tuple[ParamSpec, ...]) -> dict[str, ParamSpec]:
+    """Index a node's specs by parameter name."""
+    return {s.name: s for s in specs}
+
+
+def validate(specs: tuple[ParamSpec, ...], values: dict[str, Any]) -> list[str]:
+    """Errors for ``values`` (unknown names included), empty when all are valid."""
+    known = specs_by_name(specs)
+    errors = []
+    for name, value in values.items():
+        spec = known.get(name)
+        if spec is None:
+            errors.append(f'{name}: unknown parameter (known: {", ".join(sorted(known))})')
+        elif (err := spec.check(value)) is not None:
+            errors.append(err)
+    return errors
+
+
+_QOS = f'QoS profile: {" | ".join(QOS_CHOICES)}'
+
+GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec('model', 'goggles_vr_goggles',
+              'Generator weights: a shipped name (goggles_vr_goggles, goggles_cycada, '
+              'goggles_cyclegan) or a path to NAME.safetensors with its NAME.json card.',
+              read_only=True),
+    ParamSpec('engine', 'auto', 'Inference engine; auto picks the fastest one available '
+              'for the device (see docs/engines.md).', read_only=True,
+              choices=ENGINE_CHOICES),
+    ParamSpec('engine_file_path', '', 'Where the compiled engine is cached (empty: next to '
+              'the weights / the default cache).', read_only=True),
+    ParamSpec('force_engine_update', False, 'Rebuild the cached engine even if it matches '
+              'the weights.', read_only=True),
+    ParamSpec('precision', 'fp32', 'Inference precision (support depends on engine and '
+              'device).', read_only=True, choices=PRECISION_CHOICES),
+    ParamSpec('device', 'cpu', "Torch-style device: 'cpu', 'cuda', 'cuda:N', or 'auto' "
+              '(CUDA when present).', read_only=True),
+    ParamSpec('input_qos', 'sensor_data', f'Input {_QOS}.', read_only=True,
+              choices=QOS_CHOICES),
+    ParamSpec('output_qos', 'sensor_data', f'Output {_QOS}.', read_only=True,
+              choices=QOS_CHOICES),
+    ParamSpec('compressed_input', False, 'Subscribe to sensor_msgs/CompressedImage on '
+              '<image>/compressed (image_transport naming) instead of Image on image.',
+              read_only=True),
+    ParamSpec('max_age', 0.0, 'Skip frames whose header stamp is older than this many '
+              'seconds by the node clock (honours use_sim_time); 0 disables.',
+              range=(0.0, 3600.0)),
+    ParamSpec('output_size', 'model', "Size of image_sim: 'model' (the generator's input "
+              "size), 'input' (resized back to the camera size) or 'WxH', e.g. '128x96'.",
+              constraints="'model' | 'input' | 'WxH'"),
+    ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics updates (and the '
+              'summary log line when diagnostic_msgs is missing).', range=(0.1, 3600.0)),
+    ParamSpec('autostart', True, 'Configure and activate at start-up so plain ros2 run '
+              'works; false leaves the node unconfigured for a lifecycle manager.',
+              read_only=True),
+)
+
+POLICY_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec('model', 'policy_sim', 'Policy weights: a shipped name (policy_sim, '
+              'policy_randomized) or a path to NAME.safetensors.', read_only=True),
+    ParamSpec('rate', 10.0, 'cmd_vel publishing rate in Hz.', read_only=True,
+              range=(0.1, 1000.0)),
+    ParamSpec('max_linear', 0.5, 'Clamp |linear.x| to this (m/s).', range=(0.0, 10.0)),
+    ParamSpec('max_angular', 1.0, 'Clamp |angular.z| to this (rad/s).', range=(0.0, 20.0)),
+    ParamSpec('stale_timeout', 0.5, 'Publish zero velocity when no image_sim arrived for '
+              'this many seconds (node clock).', range=(0.01, 60.0)),
+    ParamSpec('stamped', False, 'Publish geometry_msgs/TwistStamped (Jazzy-style '
+              'controllers) instead of Twist.', read_only=True),
+    ParamSpec('frame_id', 'base_link', 'header.frame_id of TwistStamped commands.',
+              read_only=True),
+    ParamSpec('input_qos', 'sensor_data', f'image_sim {_QOS}.', read_only=True,
+              choices=QOS_CHOICES),
+    ParamSpec('output_qos', 'reliable', f'cmd_vel {_QOS}.', read_only=True,
+              choices=QOS_CHOICES),
+    ParamSpec('autostart', True, 'Configure and activate at start-up.', read_only=True),
+)
+
+SIM_BRIDGE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec('domain', 'real', "Rendering domain: 'real' (the stand-in for the real "
+              "robot's camera), 'sim' or 'randomized'.", read_only=True,
+              choices=DOMAIN_CHOICES),
+    ParamSpec('split', 'eval', 'Layout split: eval (held-out layouts) or train.',
+              read_only=True, choices=SPLIT_CHOICES),
+    ParamSpec('seed', 0, 'First layout seed offset within the split; episode k uses the '
+              "split's seed range start + seed + k.", read_only=True, range=(0, 1_000_000)),
+    ParamSpec('obs_size', 64, 'Rendered camera size (pixels, square).', read_only=True,
+              range=(16, 1024)),
+    ParamSpec('rate', 10.0, 'Camera publishing rate in Hz (a frame is also published right '
+              'after every step).', read_only=True, range=(0.1, 1000.0)),
+    ParamSpec('step_period', CONTROL_PERIOD, 'Seconds of node clock per simulator step; '
+              f'{CONTROL_PERIOD} matches the velocity map, smaller runs faster than real '
+              'time.', read_only=True, range=(0.001, 60.0)),
+    ParamSpec('max_episode_steps', 0, 'Simulator step limit per episode (0: the '
+              "environment's default).", read_only=True, range=(0, 100_000)),
+    ParamSpec('max_periods', 0, 'End an episode as a timeout after this many control '
+              'periods even without steps, e.g. when cmd_vel is zero (0: 4x the step '
+              'limit).', read_only=True, range=(0, 1_000_000)),
+    ParamSpec('episodes', 0, 'Stop stepping after this many episodes (0: run forever).',
+              read_only=True, range=(0, 1_000_000)),
+    ParamSpec('cmd_timeout', 1.0, 'Ignore cmd_vel older than this many seconds.',
+              range=(0.01, 60.0)),
+    ParamSpec('stamped', False, 'Subscribe to TwistStamped instead of Twist.',
+              read_only=True),
+    ParamSpec('frame_id', 'camera', 'header.frame_id of the camera images.', read_only=True),
+)
+
+
+_SIZE_RE = re.compile(r'^\s*(\d+)\s*[xX]\s*(\d+)\s*$')
+
+
+def parse_output_size(value: str) -> str | tuple[int, int]:
+    """``'model'`` | ``'input'`` | ``'WxH'`` -> ``'model'``, ``'input'`` or ``(h, w)``."""
+    text = str(value).strip().lower()
+    if text in ('model', 'input'):
+        return text
+    m = _SIZE_RE.match(text)
+    if m is None:
+        raise ValueError(f"output_size: expected 'model', 'input' or 'WxH' (e.g. '128x96'), "
+                         f'got {value!r}')
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (1 <= w <= 16384 and 1 <= h <= 16384):
+        raise ValueError(f'output_size: width and height must be in [1, 16384], got {value!r}')
+    return h, w
+
+
+def target_size(output_size: str | tuple[int, int], input_hw: tuple[int, int],
+                model_hw: tuple[int, int]) -> tuple[int, int]:
+    """The (h, w) to publish, given the parsed ``output_size`` and the two candidate sizes."""
+    if output_size == 'model':
+        return tuple(model_hw)
+    if output_size == 'input':
+        return tuple(input_hw)
+    return tuple(output_size)
+
+
+def clamp_velocity(linear: float, angular: float, max_linear: float,
+                   max_angular: float) -> tuple[float, float]:
+    """Clamp both components symmetrically; non-finite commands become 0 (fail safe)."""
+    def clamp(x: float, limit: float) -> float:
+        if not math.isfinite(x):
+            return 0.0
+        return max(-limit, min(limit, x))
+    return clamp(float(linear), max_linear), clamp(float(angular), max_angular)
+
+
+def frame_age(now_ns: int, stamp_ns: int) -> float:
+    """Seconds between a header stamp and now (negative for stamps in the future)."""
+    return (now_ns - stamp_ns) * 1e-9
+
+
+def too_old(now_ns: int, stamp_ns: int, max_age: float) -> bool:
+    """Whether a frame stamped ``stamp_ns`` is older than ``max_age`` s (0 disables)."""
+    return max_age > 0 and frame_age(now_ns, stamp_ns) > max_age
