@@ -15,7 +15,6 @@ Exit status: 0 when every frame was processed, 3 when the bag is corrupt or trun
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 from vr_goggles.engines.cli_support import add_engine_args, add_model_arg
@@ -78,7 +77,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, decode_threads=args.decode_threads,
         torch_threads=args.torch_threads, max_shift=args.max_shift, bench=args.bench,
         progress=not args.no_progress,
-        command=shlex.join(['vr-goggles', *sys.argv[1:]]) if sys.argv else 'vr-goggles replay')
+        command=getattr(args, 'command_line', '') or 'vr-goggles replay')
 
 
 def run(args: argparse.Namespace) -> int:
