@@ -375,3 +375,23 @@ def test_real_shipped_weights_load_if_present():
     for path in shipped:
         module, card = build_module(path.stem)
         assert card.name == path.stem and not module.training
+
+
+def test_zero_dim_tensors_round_trip_and_files_are_readable(tmp_path):
+    """0-d buffers (BatchNorm's counter) stay 0-d; saved files get the umask's permissions."""
+    import os
+
+    import numpy as np
+
+    from vr_goggles import weights
+
+    card = weights.ModelCard(name='t', architecture='ResnetGenerator', kwargs={},
+                             input_size=[8, 8])
+    weights.save(tmp_path / 't', {'a': np.array(3, np.int64), 'b': np.ones((2, 2))}, card)
+    arrays, _ = weights.load(tmp_path / 't')
+    assert arrays['a'].shape == () and int(arrays['a']) == 3
+    umask = os.umask(0)
+    os.umask(umask)
+    for suffix in ('.safetensors', '.json'):
+        mode = os.stat(tmp_path / f't{suffix}').st_mode & 0o777
+        assert mode == 0o666 & ~umask

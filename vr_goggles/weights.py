@@ -120,6 +120,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide shipped files from others
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -136,7 +139,7 @@ def save(path: str | os.PathLike, state_dict: dict[str, Any], card: ModelCard) -
     for k, v in state_dict.items():
         if hasattr(v, 'detach'):
             v = v.detach().cpu().contiguous().numpy()
-        arrays[k] = np.ascontiguousarray(v)
+        arrays[k] = np.require(v, requirements='C')  # keeps 0-d tensors 0-d
     atomic_write_bytes(tensors, np_save(arrays))
     card.sha256 = sha256_file(tensors)
     atomic_write_bytes(card_path, (json.dumps(asdict(card), indent=2) + '\n').encode())

@@ -27,6 +27,7 @@ class BlurPool2d(nn.Module):
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, H/2, W/2)
+        """Low-pass then subsample (shapes in the trailing comment)."""
         x = F.pad(x, (1, 1, 1, 1), mode='reflect')
         return F.conv2d(x, self.kernel, stride=self.stride, groups=self.channels)
 
@@ -42,7 +43,8 @@ class ResnetBlock(nn.Module):
             nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, H, W)
+        """Residual update ``x + body(x)``."""
         return x + self.body(x)
 
 
@@ -95,4 +97,5 @@ class ResnetGenerator(nn.Module):
         return 2 ** self.n_down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, 3, H, W)
+        """Translate a batch in [-1, 1] (shapes in the trailing comment)."""
         return self.net(x)

@@ -1,0 +1,82 @@
+"""Side-by-side iteration time of the translator presets (same sizes, data and process).
+
+The presets are timed in interleaved rounds so that load from other processes on a shared
+machine hits all of them alike; the result is the median ms per full training step (G step +
+D step) and its ratio to plain CycleGAN.
+
+``python -m sim_training.bench_translator --rounds 10 --steps 5 [--precision bf16]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+import torch
+
+from sim_training.data import synthetic_frames
+from sim_training.train_translator import PRESETS, TranslatorConfig, TranslatorTrainer
+from vr_goggles.models.segmenter import SegmentationNet
+
+
+def bench(presets: list[str], *, rounds: int, steps: int, overrides: dict) -> dict:
+    """Median ms/step per preset over interleaved rounds, plus ratios to the first preset."""
+    size = overrides.get('size', 64)
+    sim = synthetic_frames(64, (size, size), domain='sim', seed=0)
+    real = synthetic_frames(64, (size, size), domain='real', seed=1)
+    trainers = {}
+    for name in presets:
+        # every term active from step 0 (no warm-up, no delayed pseudo-label term): the
+        # figure is the cost of a *full* iteration of each objective
+        cfg = TranslatorConfig(**{**PRESETS[name], 'preset': name, 'warmup_steps': 0,
+                                  'pseudo_start_step': 0, **overrides})
+        torch.manual_seed(0)
+        trainers[name] = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=SegmentationNet())
+        for _ in range(2):
+            trainers[name].train_step()  # warm-up (allocator, autocast caches)
+    times: dict[str, list[float]] = {n: [] for n in presets}
+    for _ in range(rounds):
+        for name, tr in trainers.items():
+            for _ in range(steps):
+                t = time.perf_counter()
+                tr.train_step()
+                times[name].append(1000 * (time.perf_counter() - t))
+    med = {n: float(np.median(v)) for n, v in times.items()}
+    base = med[presets[0]]
+    return {'ms_per_step': {n: round(v, 2) for n, v in med.items()},
+            'ratio_to_' + presets[0]: {n: round(v / base, 3) for n, v in med.items()},
+            'steps_timed': rounds * steps, 'overrides': overrides,
+            'threads': torch.get_num_threads()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog='python -m sim_training.bench_translator',
+                                description=__doc__.split('\n\n')[0])
+    p.add_argument('--presets', nargs='+', default=['cyclegan', 'cycada', 'vr_goggles'])
+    p.add_argument('--rounds', type=int, default=10)
+    p.add_argument('--steps', type=int, default=5)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--precision', default='fp32')
+    p.add_argument('--size', type=int, default=64)
+    p.add_argument('--ngf', type=int, default=16)
+    p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--json', default='')
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = {'precision': args.precision, 'size': args.size, 'ngf': args.ngf,
+                 'batch_size': args.batch_size, 'threads': args.threads}
+    result = bench(args.presets, rounds=args.rounds, steps=args.steps, overrides=overrides)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

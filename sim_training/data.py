@@ -1,0 +1,265 @@
+"""Unpaired image sources for translator and segmenter training, held in memory as uint8.
+
+A source is one of
+- a folder of images (``*.png``, ``*.jpg``...),
+- the collector's export ``DIR`` (``DIR/images`` + ``DIR/labels`` (+ ``DIR/eval_labels``) +
+  ``classes.json``, see docs/DESIGN.md),
+- a ROS 2 / ROS 1 bag plus an image topic: ``path.mcap:/camera/image_raw`` or the path with a
+  separate ``topic`` argument (``sensor_msgs/Image`` or ``CompressedImage``, decoded by
+  :mod:`vr_goggles.ros_image`).
+
+Images go through :class:`vr_goggles.preprocess.Preprocessor` (centre crop to aspect, area
+resize) exactly as at deployment. Labels are class-id maps and must never be interpolated, so
+they get the same centre crop and a nearest-neighbour resize.
+Augmentation (random reflect-padded crop, horizontal flip) acts on uint8 arrays before
+:func:`vr_goggles.preprocess.normalize`, drawn from the sampler's own torch generator so that a
+checkpoint can restore the exact data stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vr_goggles.preprocess import Preprocessor, center_crop_to_aspect, normalize
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.webp')
+BAG_SUFFIXES = ('.mcap', '.db3', '.bag')
+
+
+@dataclass
+class FrameSet:
+    """Frames of one domain: ``images`` ``(N, H, W, 3)`` uint8 RGB, ``labels`` ``(N, H, W)``."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Class-id map -> ``size`` with the image pipeline's centre crop and nearest resize."""
+    lab = center_crop_to_aspect(np.asarray(labels), size)
+    if lab.shape[:2] == tuple(size):
+        return np.ascontiguousarray(lab)
+    return cv2.resize(np.ascontiguousarray(lab), (size[1], size[0]),
+                      interpolation=cv2.INTER_NEAREST)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f'{path}: cannot read image')
+    if img.ndim == 2:
+        return img
+    order = 'bgra' if img.shape[2] == 4 else 'bgr'
+    from vr_goggles.preprocess import to_rgb
+
+    return to_rgb(img, order)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files directly inside ``folder``."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
+    return files
+
+
+def load_folder(folder: str | os.PathLike, size: tuple[int, int], *,
+                labels_dir: str | os.PathLike | None = None,
+                max_frames: int | None = None) -> FrameSet:
+    """A folder of images (and optionally a folder of same-named mono8 label PNGs)."""
+    pre = Preprocessor(size=tuple(size), keep_aspect=True)
+    files = list_images(folder)[:max_frames]
+    images = np.stack([pre.image(_read_rgb(f)) for f in files])
+    labels = None
+    if labels_dir is not None:
+        labs = []
+        for f in files:
+            lp = Path(labels_dir) / (f.stem + '.png')
+            lab = cv2.imread(str(lp), cv2.IMREAD_UNCHANGED)
+            if lab is None:
+                raise ValueError(f'{lp}: missing or unreadable label for {f.name}')
+            labs.append(resize_labels(lab if lab.ndim == 2 else lab[..., 0], size))
+        labels = np.stack(labs).astype(np.uint8)
+    return FrameSet(images, labels, str(folder))
+
+
+def split_bag_spec(spec: str, topic: str | None = None) -> tuple[str, str | None]:
+    """``'path.mcap:/topic'`` -> ``('path.mcap', '/topic')``; a plain path keeps ``topic``."""
+    if ':/' in spec:
+        path, t = spec.split(':/', 1)
+        return path, '/' + t
+    return spec, topic
+
+
+def is_bag(path: str | os.PathLike) -> bool:
+    """A bag file (``.mcap/.db3/.bag``) or a rosbag2 directory (``metadata.yaml``)."""
+    p = Path(path)
+    return p.suffix.lower() in BAG_SUFFIXES or (p.is_dir() and (p / 'metadata.yaml').exists())
+
+
+def load_bag(path: str | os.PathLike, topic: str, size: tuple[int, int], *,
+             max_frames: int | None = None, stride: int = 1) -> FrameSet:
+    """Image frames of ``topic`` in a ROS 2 (.mcap/.db3/dir) or ROS 1 (.bag) bag."""
+    from rosbags.highlevel import AnyReader
+
+    from vr_goggles import ros_image
+
+    pre = Preprocessor(size=tuple(size), keep_aspect=True)
+    images: list[np.ndarray] = []
+    with AnyReader([Path(path)]) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            topics = sorted({c.topic for c in reader.connections})
+            raise ValueError(f'{path}: no topic {topic!r} (topics: {topics})')
+        for k, (conn, _t, raw) in enumerate(reader.messages(connections=conns)):
+            if k % stride:
+                continue
+            msg = reader.deserialize(raw, conn.msgtype)
+            if 'CompressedImage' in conn.msgtype:
+                img = ros_image.compressed_to_numpy(msg)
+            else:
+                img = ros_image.image_to_rgb(msg)  # native channels -> RGB uint8
+            images.append(pre.image(img))
+            if max_frames is not None and len(images) >= max_frames:
+                break
+    if not images:
+        raise ValueError(f'{path}: topic {topic!r} has no messages')
+    return FrameSet(np.stack(images), None, f'{path}:{topic}')
+
+
+def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
+                labels: str = 'train', max_frames: int | None = None) -> FrameSet:
+    """Load any supported source (see module doc).
+
+    ``labels``: ``'train'`` reads ``DIR/labels``, ``'eval'`` reads ``DIR/eval_labels``
+    (evaluation only), ``'none'`` skips.
+    """
+    path, topic = split_bag_spec(str(spec), topic)
+    if is_bag(path):
+        if not topic:
+            raise ValueError(f'{path}: a bag needs a topic (path.mcap:/topic or --*-topic)')
+        return load_bag(path, topic, size, max_frames=max_frames)
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f'{p}: not a folder, collector export or bag')
+    if (p / 'images').is_dir():
+        lab_dir = {'train': p / 'labels', 'eval': p / 'eval_labels'}.get(labels)
+        if lab_dir is not None and not lab_dir.is_dir():
+            lab_dir = None
+        return load_folder(p / 'images', size, labels_dir=lab_dir, max_frames=max_frames)
+    return load_folder(p, size, max_frames=max_frames)
+
+
+def load_sequences(spec: str | os.PathLike, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Consecutive-frame clips: ``DIR/sequences/KKK/*.png``, ``DIR/KKK/*.png`` or ``DIR/*.png``.
+
+    Returns name -> ``(T, H, W, 3)`` uint8.
+    """
+    p = Path(spec)
+    if (p / 'sequences').is_dir():
+        p = p / 'sequences'
+    subdirs = sorted(d for d in p.iterdir() if d.is_dir())
+    clips = {}
+    pre = Preprocessor(size=tuple(size), keep_aspect=True)
+    for d in subdirs or [p]:
+        try:
+            files = list_images(d)
+        except ValueError:
+            continue
+        if len(files) >= 2:
+            clips[str(d)] = np.stack([pre.image(_read_rgb(f)) for f in files])
+    return clips
+
+
+class FrameSampler:
+    """Random frames of one :class:`FrameSet` with uint8 augmentation, reproducible by state.
+
+    ``sample(n)`` -> (images float32 ``(n, 3, H, W)`` in [-1, 1], labels int64 ``(n, H, W)``
+    or None).
+    """
+
+    def __init__(self, frames: FrameSet, *, seed: int, flip: bool = True, crop_pad: int = 0):
+        if len(frames) == 0:
+            raise ValueError(f'{frames.name}: empty frame set')
+        self.frames = frames
+        self.flip = flip
+        self.crop_pad = crop_pad
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _augment(self, img: np.ndarray, lab: np.ndarray | None):
+        g = self.generator
+        if self.crop_pad > 0:
+            p = self.crop_pad
+            h, w = img.shape[:2]
+            dy, dx = (int(v) for v in torch.randint(2 * p + 1, (2,), generator=g))
+            img = np.pad(img, ((p, p), (p, p), (0, 0)), mode='reflect')[dy:dy + h, dx:dx + w]
+            if lab is not None:
+                lab = np.pad(lab, ((p, p), (p, p)), mode='reflect')[dy:dy + h, dx:dx + w]
+        if self.flip and bool(torch.rand((), generator=g) < 0.5):
+            img = img[:, ::-1]
+            lab = lab[:, ::-1] if lab is not None else None
+        return img, lab
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draw ``n`` frames with replacement."""
+        idx = torch.randint(len(self.frames), (n,), generator=self.generator).tolist()
+        imgs, labs = [], []
+        for k in idx:
+            lab = self.frames.labels[k] if self.frames.labels is not None else None
+            img, lab = self._augment(self.frames.images[k], lab)
+            imgs.append(np.ascontiguousarray(img))
+            labs.append(lab)
+        x = torch.from_numpy(normalize(np.stack(imgs)))
+        y = None
+        if self.frames.labels is not None:
+            y = torch.from_numpy(np.stack([np.ascontiguousarray(v) for v in labs])).long()
+        return x, y
+
+    def state_dict(self) -> dict:
+        """RNG state (the frames themselves are reloaded from the source)."""
+        return {'rng': self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict`."""
+        self.generator.set_state(state['rng'])
+
+
+def synthetic_frames(n: int, size: tuple[int, int], *, domain: str, seed: int = 0,
+                     num_classes: int = 6) -> FrameSet:
+    """Tiny procedural scenes for tests and benchmarks: horizontal class bands + a box.
+
+    ``domain='sim'`` renders flat class colours, ``'real'`` adds a colour cast, noise and
+    texture; the class layout (labels) is the same kind in both.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    palette = rng.integers(40, 220, size=(num_classes, 3))
+    images = np.zeros((n, h, w, 3), np.uint8)
+    labels = np.zeros((n, h, w), np.uint8)
+    for k in range(n):
+        horizon = int(rng.integers(h // 3, 2 * h // 3))
+        lab = np.full((h, w), 2, np.uint8)
+        lab[:h // 6] = 3
+        lab[horizon:] = 1
+        bh, bw = int(rng.integers(h // 6, h // 3)), int(rng.integers(w // 6, w // 3))
+        by, bx = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
+        lab[by:by + bh, bx:bx + bw] = 4
+        img = palette[lab].astype(np.float32)
+        if domain == 'real':
+            img = img * np.array([1.1, 0.9, 0.8]) + 15
+            img += rng.normal(0, 12, size=img.shape)
+            img += 20 * np.sin(np.arange(w) / 2.0)[None, :, None]
+        images[k] = np.clip(img, 0, 255).astype(np.uint8)
+        labels[k] = lab
+    return FrameSet(images, labels, f'synthetic-{domain}')

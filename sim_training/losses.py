@@ -1,0 +1,107 @@
+"""Translator training objectives: one pure function per term (CycleGAN, CyCADA, VR-Goggles).
+
+Weights are applied by the caller from named config fields; nothing here
+gates or scales a term on its own.
+
+Shapes: images ``(N, 3, H, W)`` in [-1, 1]; discriminator scores ``(N, 1, h, w)``; segmenter
+logits ``(N, K, H, W)``; labels ``(N, H, W)`` int64 class ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from vr_goggles.metrics import overlap_pair, translate
+
+#: Label value the semantic loss skips (low-confidence pseudo-labels, unlabelled pixels).
+IGNORE_INDEX = 255
+
+
+def lsgan_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, *,
+                 real_label: float = 0.9, fake_label: float = 0.0) -> torch.Tensor:
+    """Least-squares discriminator loss (Mao et al. 2017) with one-sided label smoothing.
+
+    Real patches are pushed to ``real_label`` (< 1 smooths only the real side, as in GazeGAN /
+    Salimans et al. 2016: it stops D from growing over-confident without rewarding fakes).
+    """
+    real = F.mse_loss(real_scores, torch.full_like(real_scores, real_label))
+    fake = F.mse_loss(fake_scores, torch.full_like(fake_scores, fake_label))
+    return 0.5 * (real + fake)
+
+
+def lsgan_g_loss(fake_scores: torch.Tensor, *, target: float = 1.0) -> torch.Tensor:
+    """Least-squares generator loss: fakes should be scored ``target``."""
+    return F.mse_loss(fake_scores, torch.full_like(fake_scores, target))
+
+
+def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Cycle consistency ``|F(G(x)) - x|_1`` (mean over pixels)."""
+    return F.l1_loss(reconstruction, original)
+
+
+def identity_loss(same_domain_output: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Identity term of CycleGAN, ``|G(y) - y|_1`` for ``y`` already in G's target domain."""
+    return F.l1_loss(same_domain_output, original)
+
+
+def self_regularization(output: torch.Tensor, source: torch.Tensor, *,
+                        space: str = 'pixel', pool: int = 4) -> torch.Tensor:
+    """Self-regularisation of SimGAN, ``|psi(G(x)) - psi(x)|_1`` with a fixed feature map.
+
+    ``space='pixel'``: psi = identity (SimGAN's choice). ``space='pooled'``: psi =
+    ``pool`` x ``pool`` average pooling, i.e. keep the low-frequency layout and colours of the
+    input while leaving texture free to change, which suits a real->sim look change better
+    than pixel L1.
+    """
+    if space == 'pixel':
+        return F.l1_loss(output, source)
+    if space == 'pooled':
+        return F.l1_loss(F.avg_pool2d(output, pool), F.avg_pool2d(source, pool))
+    raise ValueError(f"space: expected 'pixel' or 'pooled', got {space!r}")
+
+
+def pseudo_labels(logits: torch.Tensor, *, threshold: float,
+                  ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Argmax labels ``(N, H, W)`` of frozen-segmenter logits, confidence-filtered.
+
+    ``ignore_index`` where the softmax confidence is below ``threshold`` (CyCADA pseudo-labels
+    on the unlabelled domain).
+    """
+    with torch.no_grad():
+        prob = torch.softmax(logits.float(), dim=1)
+        conf, labels = prob.max(dim=1)
+        return torch.where(conf >= threshold, labels, torch.full_like(labels, ignore_index))
+
+
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, *,
+                  ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Semantic consistency (CyCADA): cross-entropy of ``segmenter(G(x))`` vs ``labels``.
+
+    ``labels`` are the simulator's true labels (sim->real side) or confidence-filtered
+    pseudo-labels (real->sim side). Returns 0 (with a graph) if every pixel is ignored.
+    """
+    labels = labels.long()
+    valid = labels != ignore_index
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+
+
+def shift_loss(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, i: int, j: int,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+    """VR-Goggles shift loss ``|T_ij(G(x)) - G(T_ij(x))|_2^2`` on the overlap region.
+
+    ``T_ij`` translates by ``i`` rows and ``j`` columns (see :mod:`vr_goggles.metrics`); the
+    squared error is averaged over the region valid in both images. Pass ``y = fn(x)`` when it
+    is already computed (the training step reuses ``G(x_real)``) to save one forward pass.
+    ``(i, j) = (0, 0)`` gives exactly 0.
+    """
+    if i == 0 and j == 0:
+        return x.new_zeros(()) if y is None else y.sum() * 0.0
+    if y is None:
+        y = fn(x)
+    a, b = overlap_pair(y, fn(translate(x, i, j)), i, j)
+    return F.mse_loss(a.float(), b.float())

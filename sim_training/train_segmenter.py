@@ -1,0 +1,140 @@
+"""Train the sim segmenter (CyCADA's task network f_S) on the simulator's true labels.
+
+It is trained on sim frames only, with geometric augmentation only (flip, crop) and no colour
+jitter, on purpose: it is the "source-only" model whose accuracy on real frames is the baseline
+that translation must beat, and it supplies the frozen semantic-consistency supervision.
+
+``python -m sim_training.train_segmenter --data data/sim --out vr_goggles/weights/segmenter``
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+import json
+from pathlib import Path
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
+from vr_goggles.metrics import confusion_matrix, iou_per_class, mean_iou
+from vr_goggles.models.segmenter import SegmentationNet
+from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
+
+
+@dataclass
+class SegmenterConfig:
+    """Every setting of a segmenter run."""
+
+    data: str = ''            #: sim collector export (images + labels)
+    eval_real: str = ''       #: optional real export with eval_labels/ (reported, not trained)
+    synthetic: int = 0        #: >0: procedural frames instead of ``data`` (tests)
+    size: int = 64
+    width: int = 16
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    crop_pad: int = 4
+    seed: int = 0
+    threads: int = 1
+    out: str = ''             #: weights path (safetensors + card); '' = do not save
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, frames: FrameSet, batch: int = 64) -> dict:
+    """Mean IoU and per-class IoU of ``model`` on labelled ``frames``."""
+    from vr_goggles.preprocess import normalize
+
+    model.eval()
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for k in range(0, len(frames), batch):
+        x = torch.from_numpy(normalize(frames.images[k:k + batch]))
+        pred = model(x).argmax(1).numpy()
+        conf += confusion_matrix(pred, frames.labels[k:k + batch], NUM_CLASSES)
+    iou = iou_per_class(conf)
+    return {'miou': round(100 * mean_iou(conf), 2),
+            'iou': {n: (None if np.isnan(v) else round(100 * float(v), 2))
+                    for n, v in zip(CLASS_NAMES, iou)}}
+
+
+def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dict]:
+    """Train, evaluate on the held-out sim split (and real eval labels), optionally save."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    size = (cfg.size, cfg.size)
+    if cfg.synthetic:
+        frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
+    else:
+        frames = load_source(cfg.data, size, labels='train')
+    if frames.labels is None:
+        raise ValueError(f'{frames.name}: no labels/ folder (collect with the sim domain)')
+    n_val = max(1, int(len(frames) * cfg.val_fraction))
+    train_set = FrameSet(frames.images[:-n_val], frames.labels[:-n_val], frames.name)
+    val_set = FrameSet(frames.images[-n_val:], frames.labels[-n_val:], frames.name + ':val')
+    model = SegmentationNet(width=cfg.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
+    sampler = FrameSampler(train_set, seed=cfg.seed, flip=True, crop_pad=cfg.crop_pad)
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    for step in tqdm(range(cfg.steps), mininterval=5.0):
+        model.train()
+        x, y = sampler.sample(cfg.batch_size)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 200 == 0:
+            print(f'step {step} loss {float(loss):.4f}', flush=True)
+    metrics = {'sim_val': evaluate(model, val_set), 'train_wall_s': round(
+        time.perf_counter() - t0, 1), 'steps': cfg.steps}
+    if cfg.eval_real:
+        real = load_source(cfg.eval_real, size, labels='eval')
+        if real.labels is not None:
+            metrics['real_eval'] = evaluate(model, real)
+    print(json.dumps(metrics), flush=True)
+    model.eval()
+    if cfg.out:
+        from vr_goggles.preprocess import Preprocessor
+        from vr_goggles.weights import ModelCard, save
+
+        pre = Preprocessor(size=size, keep_aspect=True)
+        card = ModelCard(
+            name=Path(cfg.out).name, architecture='SegmentationNet',
+            kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': cfg.width},
+            input_size=list(size), task='semantic segmentation of sim frames '
+            f'(classes {list(CLASS_NAMES)})', training_command=command,
+            metrics=metrics, extra={'config': asdict(cfg), 'preprocess': pre.card(),
+                                    'classes': list(CLASS_NAMES)})
+        print(f'saved {save(cfg.out, model.state_dict(), card)}', flush=True)
+    return model, metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: one flag per :class:`SegmenterConfig` field."""
+    p = argparse.ArgumentParser(prog='python -m sim_training.train_segmenter',
+                                description=__doc__.split('\n\n')[0])
+    defaults = SegmenterConfig()
+    for name, value in asdict(defaults).items():
+        p.add_argument('--' + name.replace('_', '-'), type=type(value), default=value)
+    args = p.parse_args(argv)
+    cfg = SegmenterConfig(**vars(args))
+    if not cfg.data and not cfg.synthetic:
+        p.error('--data is required')
+    command = 'python -m sim_training.train_segmenter ' + ' '.join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    train(cfg, command)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

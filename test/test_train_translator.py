@@ -1,0 +1,163 @@
+"""Tiny CPU runs of the translator trainer: learning, exact resume, CLI/presets, export, eval."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sim_training import eval_translator
+from sim_training.data import FrameSet, load_source, synthetic_frames
+from sim_training.train_translator import (
+    PRESETS,
+    TranslatorConfig,
+    TranslatorTrainer,
+    config_from_args,
+    train,
+)
+from vr_goggles.models.segmenter import SegmentationNet
+
+torch.set_num_threads(1)
+
+TINY = dict(size=16, ngf=4, n_blocks=1, n_down=2, ndf=4, d_layers=2, synthetic=6,
+            progress=False, log_every=1, image_every=2)
+
+
+def _frames():
+    return (synthetic_frames(6, (16, 16), domain='sim', seed=0),
+            synthetic_frames(6, (16, 16), domain='real', seed=1))
+
+
+def _seg():
+    torch.manual_seed(0)
+    return SegmentationNet(width=4)
+
+
+def test_tiny_training_lowers_cycle_loss():
+    """Tiny training lowers cycle loss."""
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['cyclegan'], 'preset': 'cyclegan',
+                              'lr': 2e-3, 'steps': 60, 'batch_size': 2})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real)
+    cyc = [tr.train_step()['cycle'] for _ in range(60)]
+    assert np.mean(cyc[-10:]) < 0.7 * np.mean(cyc[:5])
+
+
+def test_resume_gives_bit_identical_next_step(tmp_path):
+    """Resume gives bit identical next step."""
+    sim = synthetic_frames(6, (32, 32), domain='sim', seed=0)
+    real = synthetic_frames(6, (32, 32), domain='real', seed=1)
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['vr_goggles'], 'preset': 'vr_goggles',
+                              'size': 32,
+                              'steps': 10, 'pool_size': 2, 'warmup_steps': 2,
+                              'pseudo_threshold': 0.0, 'pseudo_refresh_every': 2,
+                              'pseudo_start_step': 3,
+                              'lambda_feat_adv': 0.5, 'lambda_selfreg': 0.5,
+                              'g_steps_per_d': 2})
+    a = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    for _ in range(5):
+        a.train_step()
+    a.save_checkpoint(tmp_path / 'ck.pt')
+    want = [a.train_step() for _ in range(3)]
+    b = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    torch.manual_seed(1234)  # disturb global RNG: the checkpoint must restore it
+    b.load_checkpoint(tmp_path / 'ck.pt')
+    got = [b.train_step() for _ in range(3)]
+    assert got == want  # exact float equality, every logged term incl. shift / feat / pool
+    for (k, v), v2 in zip(a.G.state_dict().items(), b.G.state_dict().values()):
+        assert torch.equal(v, v2), k
+
+
+def test_cli_resume_matches_uninterrupted_run(tmp_path):
+    """Cli resume matches uninterrupted run."""
+    base = ['--synthetic', '6', '--size', '16', '--ngf', '4', '--n-blocks', '1', '--ndf', '4',
+            '--d-layers', '2', '--decay-steps', '0', '--no-progress', '--ckpt-every', '2',
+            '--preset', 'cyclegan', '--precision', 'bf16', '--image-every', '2']
+    full = train(config_from_args(base + ['--steps', '4', '--out', str(tmp_path / 'a')]))
+    train(config_from_args(base + ['--steps', '2', '--out', str(tmp_path / 'b')]))
+    resumed = train(config_from_args(base + ['--steps', '4', '--out', str(tmp_path / 'b'),
+                                             '--resume', 'auto']))
+    assert resumed.step == 4
+    for v1, v2 in zip(full.G.state_dict().values(), resumed.G.state_dict().values()):
+        assert torch.equal(v1, v2)
+    assert (tmp_path / 'b' / 'tb').is_dir() and (tmp_path / 'b' / 'last.pt').exists()
+
+
+def test_presets_and_flag_overrides():
+    """Presets and flag overrides."""
+    cfg = config_from_args(['--preset', 'vr_goggles', '--lambda-shift', '3', '--no-flip'])
+    assert cfg.lambda_shift == 3.0 and cfg.lambda_sem_real == 0.1 and cfg.flip is False
+    assert cfg.pseudo_refresh_every == 250 and cfg.pseudo_start_step == 1000
+    assert cfg.decay_steps == cfg.steps // 2
+    cg = config_from_args([])
+    assert cg.preset == 'cyclegan' and cg.lambda_shift == 0 and cg.lambda_sem_sim == 0
+    assert config_from_args(['--preset', 'cycada']).lambda_sem_sim > 0
+    with pytest.raises(ValueError):
+        TranslatorConfig(precision='fp16').resolved()  # fp16 needs CUDA
+
+
+def test_export_card_and_eval_translator(tmp_path):
+    """Export card and eval translator."""
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['vr_goggles'], 'preset': 'vr_goggles',
+                              'steps': 2})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    tr.train_step()
+    path = tr.export(tmp_path / 'goggles_test', command='pytest')
+    card = json.loads((tmp_path / 'goggles_test.json').read_text())
+    assert card['architecture'] == 'ResnetGenerator' and card['input_size'] == [16, 16]
+    assert card['kwargs']['n_down'] == 2 and card['extra']['preset'] == 'vr_goggles'
+    fn, max_shift, _ = eval_translator.load_translator(str(path))
+    assert max_shift == 4
+    labelled = FrameSet(real.images, real.labels, 'real')
+    clips = {'clip': real.images[:4]}
+    m = eval_translator.evaluate(fn, labelled, max_shift=max_shift, clips=clips,
+                                 segmenter=_seg().eval())
+    assert m['shift_error'] > 0 and m['flicker'] > 0
+    assert 0 <= m['miou_translated'] <= 100 and 0 <= m['miou_raw'] <= 100
+    raw = eval_translator.evaluate(lambda t: t, labelled, max_shift=4, clips=clips)
+    assert raw['shift_error'] == 0.0 and raw['flicker'] == pytest.approx(1.0)
+    assert raw['contrast_ratio'] == pytest.approx(1.0) and m['contrast_ratio'] > 0
+    eval_translator.update_card(str(path), {'shift_error': m['shift_error']})
+    assert json.loads((tmp_path / 'goggles_test.json').read_text())['metrics'][
+        'shift_error'] == m['shift_error']
+
+
+def test_load_source_export_layout(tmp_path):
+    """Load source export layout."""
+    import cv2
+
+    frames = synthetic_frames(3, (20, 24), domain='sim')
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'labels').mkdir()
+    for k, (im, lab) in enumerate(zip(frames.images, frames.labels)):
+        cv2.imwrite(str(tmp_path / 'images' / f'{k:06d}.png'), im[:, :, ::-1])
+        cv2.imwrite(str(tmp_path / 'labels' / f'{k:06d}.png'), lab)
+    fs = load_source(str(tmp_path), (16, 16))
+    assert fs.images.shape == (3, 16, 16, 3) and fs.labels.shape == (3, 16, 16)
+    assert set(np.unique(fs.labels)) <= set(np.unique(frames.labels))
+    assert load_source(str(tmp_path), (16, 16), labels='eval').labels is None
+
+
+@pytest.mark.parametrize('fmt,compressed', [('mcap', False), ('ros1', False), ('mcap', True)])
+def test_load_source_reads_bags(tmp_path, fmt, compressed):
+    """Bags (ROS 2 MCAP dir, ROS 1 .bag, compressed) load via ``path:/topic`` or ``topic=``."""
+    from bagfactory import write_bag
+
+    bag = write_bag(tmp_path / 'cam', fmt=fmt, n=4, compressed=compressed,
+                    encoding='bgr8', other_topics=True)
+    fs = load_source(f'{bag}:/camera/image_raw', (16, 16))
+    assert fs.images.shape == (4, 16, 16, 3) and fs.labels is None
+    same = load_source(str(bag), (16, 16), topic='/camera/image_raw')
+    assert np.array_equal(fs.images, same.images)
+    if not compressed:  # colour order and preprocessing are the deployment ones
+        from bagfactory import frame_rgb
+
+        from vr_goggles.preprocess import Preprocessor
+
+        want = Preprocessor(size=(16, 16)).image(frame_rgb(2, 48, 64))
+        assert np.array_equal(fs.images[2], want)
+    with pytest.raises(ValueError, match='no topic'):
+        load_source(str(bag), (16, 16), topic='/nope')
