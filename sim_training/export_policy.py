@@ -1,0 +1,164 @@
+"""Export a PPO checkpoint's actor as a plain :class:`vr_goggles.models.actor.NavActor`.
+
+``python -m sim_training.export_policy --checkpoint runs/policy_sim/checkpoint.zip
+--out vr_goggles/weights/policy_sim [--onnx]`` writes ``policy_sim.safetensors`` + ``.json``
+through ``vr_goggles.weights.save``. The actor is the SB3 features extractor's
+:class:`NavEncoder` plus ``action_net`` (``net_arch=[]``, so nothing sits between them), so its
+argmax equals SB3 ``predict(deterministic=True)`` on the same normalised frames. The card
+records architecture, preprocessing, action set, velocity map and the training figures from
+``checkpoint.json``; ``evaluate_policy --update-card`` adds evaluation figures later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import platform
+import sys
+from typing import Any
+
+os.environ.setdefault('PYGLET_HEADLESS', '1')
+
+from vr_goggles.actions import ACTION_NAMES, ACTION_VELOCITIES, CONTROL_PERIOD  # noqa: E402
+from vr_goggles.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
+from vr_goggles.weights import (  # noqa: E402
+    ModelCard,
+    atomic_write_bytes,
+    load_card,
+    paths_for,
+    resolve,
+    save,
+)
+
+
+def actor_from_sb3(model: Any) -> tuple[Any, dict[str, Any]]:
+    """Copy the encoder and action head of an SB3 PPO (trained by ``train_policy``).
+
+    Returns ``(NavActor in eval mode, its keyword sizes for the card)``.
+    """
+    from vr_goggles.models.actor import NavActor
+
+    policy = model.policy
+    extractor = policy.features_extractor
+    if not hasattr(extractor, 'nav_kwargs'):
+        raise TypeError(f'checkpoint policy uses {type(extractor).__name__}, not '
+                        'NavFeaturesExtractor from sim_training.train_policy')
+    if policy.mlp_extractor.latent_dim_pi != extractor.features_dim or list(
+            policy.mlp_extractor.policy_net.parameters()):
+        raise TypeError('checkpoint policy has hidden policy layers (net_arch != []); '
+                        'NavActor cannot represent them')
+    n_actions = int(policy.action_net.out_features)
+    kwargs = {**json.loads(json.dumps(extractor.nav_kwargs)), 'n_actions': n_actions}
+    actor = NavActor(**kwargs)
+    actor.features.load_state_dict(extractor.encoder.state_dict())
+    actor.action_net.load_state_dict(policy.action_net.state_dict())
+    return actor.eval(), kwargs
+
+
+def load_checkpoint(checkpoint: str | os.PathLike):
+    """Load a ``train_policy`` checkpoint on CPU without an environment."""
+    from stable_baselines3 import PPO
+
+    import sim_training.train_policy  # noqa: F401  (NavFeaturesExtractor must be importable)
+
+    return PPO.load(checkpoint, device='cpu')
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+           onnx: bool = False, metrics: dict[str, Any] | None = None) -> Path:
+    """Checkpoint zip -> ``out.safetensors`` + ``out.json`` (and ``out.onnx``); returns path."""
+    import stable_baselines3
+    import torch
+
+    checkpoint = Path(checkpoint)
+    model = load_checkpoint(checkpoint)
+    actor, kwargs = actor_from_sb3(model)
+    state_path = checkpoint.with_suffix('.json')
+    training = (json.loads(state_path.read_text(encoding='utf-8'))
+                if state_path.exists() else {})
+    args = training.get('args', {})
+    sessions = training.get('sessions', [])
+    size = [int(v) for v in kwargs['input_size']]
+    pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
+    name = Path(out).name
+    card = ModelCard(
+        name=name,
+        architecture='NavActor',
+        kwargs=kwargs,
+        input_size=size,
+        task=(f'chair navigation policy (PPO actor) trained in VrGoggles/ChairNav-v0 '
+              f'domain={args.get("domain", "?")!r}; input vr_goggles.preprocess.Preprocessor '
+              f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]; output '
+              f'logits over ACTION_NAMES, act = argmax'),
+        normalization=dict(NORMALIZATION),
+        training_command=' && '.join(s['command'] for s in sessions) if sessions else '',
+        metrics={'training': {k: training.get(k) for k in (
+            'num_timesteps', 'n_updates', 'wall_s', 'steps_per_s', 'ep_success_mean',
+            'ep_len_mean')}, **(metrics or {})},
+        extra={
+            'action_names': list(ACTION_NAMES),
+            'action_velocities': {ACTION_NAMES[a]: list(v) for a, v in ACTION_VELOCITIES.items()},
+            'velocity_units': '(linear m/s, angular rad/s, CCW positive), held CONTROL_PERIOD s',
+            'control_period_s': CONTROL_PERIOD,
+            'preprocessing': pre.card(),
+            'preprocessing_path': ('uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
+                                   'NavActor; training fed SB3 the same normalize() output '
+                                   '(normalize_images=False)'),
+            'algorithm': 'PPO (stable-baselines3), deterministic argmax at inference',
+            'hyperparameters': args,
+            'training_sessions': sessions,
+            'checkpoint': str(checkpoint),
+            'versions': {'stable_baselines3': stable_baselines3.__version__,
+                         'torch': torch.__version__, 'python': platform.python_version()},
+            'machine': f'{os.cpu_count()} CPU cores, shared; torch threads '
+                       f'{args.get("torch_threads", "?")}',
+        },
+    )
+    path = save(out, actor.state_dict(), card)
+    if onnx:
+        export_onnx(actor, paths_for(out)[0].with_suffix('.onnx'), card.input_size)
+    return path
+
+
+def export_onnx(actor: Any, path: Path, input_size: list[int]) -> Path:
+    """Legacy-exporter ONNX (opset 17, dynamic batch): ``image`` -> ``logits``."""
+    import torch
+
+    x = torch.zeros(1, 3, *input_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name('.' + path.name + '.tmp')
+    torch.onnx.export(actor, x, str(tmp), input_names=['image'], output_names=['logits'],
+                      dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}},
+                      opset_version=17, dynamo=False)
+    os.replace(tmp, path)
+    return path
+
+
+def update_card_metrics(name_or_path: str | os.PathLike, key: str, value: Any) -> Path:
+    """Set ``card.metrics[key] = value`` in place (atomic; the tensors and hash are unchanged)."""
+    from dataclasses import asdict
+
+    tensors = resolve(name_or_path)
+    card = load_card(tensors)
+    card.metrics[key] = value
+    _, card_path = paths_for(tensors)
+    atomic_write_bytes(card_path, (json.dumps(asdict(card), indent=2) + '\n').encode())
+    return card_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--checkpoint', required=True, help='train_policy checkpoint.zip')
+    p.add_argument('--out', required=True, help='output path without suffix')
+    p.add_argument('--onnx', action='store_true', help='also write OUT.onnx')
+    args = p.parse_args(argv)
+    path = export(args.checkpoint, args.out, onnx=args.onnx)
+    print(f'wrote {path} and {paths_for(path)[1]}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

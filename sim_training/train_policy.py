@@ -1,0 +1,502 @@
+"""Train the chair-navigation policy with PPO (Stable-Baselines3) in ``VrGoggles/ChairNav-v0``.
+
+``python -m sim_training.train_policy`` trains in the clean simulator (``--domain sim``);
+``--domain randomized --run-dir runs/policy_randomized --export vr_goggles/weights/
+policy_randomized`` trains the domain-randomisation baseline with the same recipe.
+
+One preprocessing path: :class:`NormalizeObservation` feeds SB3 the output of
+``vr_goggles.preprocess.normalize`` (float ``(3, 64, 64)`` in [-1, 1]) and the policy runs with
+``normalize_images=False``, so the exported :class:`vr_goggles.models.actor.NavActor` sees the
+same tensors on the robot (``vr_goggles.policy.Policy``) as it did in training.
+
+Checkpoints (``RUN_DIR/checkpoint.zip`` + ``checkpoint.json``) are written atomically at rollout
+boundaries, i.e. after a PPO update and before the next rollout, so ``--resume`` loses no
+trained-on step and continues with the same step / update counters and learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+import io
+import json
+import os
+from pathlib import Path
+import shlex
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault('PYGLET_HEADLESS', '1')
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
+import torch  # noqa: E402
+
+from vr_goggles.actions import FORWARD  # noqa: E402
+from vr_goggles.models.actor import NavEncoder  # noqa: E402
+from vr_goggles.preprocess import normalize  # noqa: E402
+from vr_goggles.weights import atomic_write_bytes  # noqa: E402
+
+ENV_ID = 'VrGoggles/ChairNav-v0'
+CHECKPOINT = 'checkpoint.zip'
+STATE = 'checkpoint.json'
+
+
+@dataclass
+class Args:
+    """Every hyper-parameter of a training run (CLI flags are the field names with dashes)."""
+
+    domain: str = 'sim'
+    """simulator look to train in: sim | randomized (| real, for experiments only)"""
+    total_timesteps: int = 600_000
+    """environment steps in total (over all envs), counted across --resume"""
+    n_envs: int = 8
+    """parallel environments"""
+    vec_env: str = 'dummy'
+    """dummy (all in this process; measured faster on 2 shared cores) or subproc"""
+    seed: int = 0
+    """seed of SB3, torch and the environments' first resets"""
+    obs_size: int = 64
+    """observation / network input size (square)"""
+    max_episode_steps: int = 0
+    """episode limit; 0 keeps the environment's default"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (start value)"""
+    lr_schedule: str = 'linear'
+    """linear (anneal to lr_end_factor * learning_rate at total_timesteps) or constant"""
+    lr_end_factor: float = 0.1
+    """final learning rate / learning_rate of the linear schedule"""
+    resume_learning_rate: float = 0.0
+    """if > 0, a --resume run continues with this constant learning rate instead of the
+    checkpoint's schedule (whose value jumps up again when total_timesteps grows)"""
+    n_steps: int = 128
+    """steps per env per rollout (rollout = n_steps * n_envs)"""
+    batch_size: int = 256
+    """minibatch size"""
+    n_epochs: int = 4
+    """PPO epochs per rollout"""
+    gamma: float = 0.99
+    """discount"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_range: float = 0.2
+    """PPO clip range"""
+    ent_coef: float = 0.01
+    """entropy bonus (a --resume run uses this value from then on)"""
+    collision_penalty: float = 0.5
+    """extra reward per refused (colliding) step on top of the env's -0.1, training only:
+    deterministic argmax must not push into an obstacle forever (the image never changes)"""
+    spin_penalty: float = 0.0
+    """reward per turn after spin_limit consecutive turns, training only: a memoryless argmax
+    policy that cannot see the chair must not turn in place forever"""
+    spin_limit: int = 24
+    """consecutive turns allowed before spin_penalty applies (24 x 15 degrees = a full turn)"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """gradient clipping"""
+    channels: str = '16,32,32'
+    """conv channels of the encoder (three comma-separated ints)"""
+    features_dim: int = 128
+    """encoder output size (shared by actor and critic)"""
+    torch_threads: int = 1
+    """torch CPU threads (1 holds up best on the shared 2-core machine, see FACTS.md)"""
+    run_dir: str = 'runs/policy_sim'
+    """checkpoints, tensorboard logs and the training state go here"""
+    checkpoint_freq: int = 40_000
+    """environment steps between checkpoints"""
+    resume: bool = False
+    """continue from RUN_DIR/checkpoint.zip with the same counters"""
+    export: str = ''
+    """write the exported NavActor here at the end (e.g. vr_goggles/weights/policy_sim)"""
+    tensorboard: bool = True
+    """log to RUN_DIR/tb"""
+    progress: bool = True
+    """tqdm progress bar"""
+    verbose: int = 0
+    """SB3 verbosity"""
+
+
+def _field_type(f) -> type:
+    names = {'int': int, 'float': float, 'str': str, 'bool': bool}
+    return f.type if isinstance(f.type, type) else names[str(f.type)]
+
+
+def field_docs() -> dict[str, str]:
+    """Attribute docstrings of :class:`Args` (the string under each field), for ``--help``."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Args))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = nxt.value.value
+    return docs
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Build argparse from ``dataclasses.fields(Args)`` and parse ``argv``."""
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    try:
+        docs = field_docs()
+    except (OSError, TypeError, SyntaxError):  # no source available (zipped install)
+        docs = {}
+    for f in fields(Args):
+        flag = '--' + f.name.replace('_', '-')
+        typ = _field_type(f)
+        if typ is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                           help=docs.get(f.name, ''))
+        else:
+            p.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name, ''))
+    ns = p.parse_args(argv)
+    args = Args(**vars(ns))
+    if args.domain not in ('sim', 'real', 'randomized'):
+        p.error(f'--domain: expected sim, real or randomized, got {args.domain!r}')
+    if args.vec_env not in ('subproc', 'dummy'):
+        p.error(f'--vec-env: expected subproc or dummy, got {args.vec_env!r}')
+    if args.lr_schedule not in ('linear', 'constant'):
+        p.error(f'--lr-schedule: expected linear or constant, got {args.lr_schedule!r}')
+    if (args.n_steps * args.n_envs) % args.batch_size:
+        p.error(f'--batch-size {args.batch_size} must divide n_steps * n_envs = '
+                f'{args.n_steps * args.n_envs}')
+    parse_channels(args.channels)
+    return args
+
+
+def parse_channels(text: str) -> tuple[int, int, int]:
+    """``'32,64,64'`` -> ``(32, 64, 64)``."""
+    vals = tuple(int(v) for v in text.split(','))
+    if len(vals) != 3 or min(vals) < 1:
+        raise ValueError(f'channels: expected three positive ints, got {text!r}')
+    return vals  # type: ignore[return-value]
+
+
+class NormalizeObservation(gym.ObservationWrapper):
+    """uint8 RGB ``(H, W, 3)`` -> ``vr_goggles.preprocess.normalize`` float ``(3, H, W)``."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (c, h, w), np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        """The shared normalisation, batch axis dropped."""
+        return normalize(observation)[0]
+
+
+class CollisionPenalty(gym.Wrapper):
+    """Subtract ``penalty`` per new collision (``info['collisions']`` increments)."""
+
+    def __init__(self, env: gym.Env, penalty: float):
+        super().__init__(env)
+        self.penalty = float(penalty)
+        self._collisions = 0
+
+    def reset(self, **kwargs):
+        """Reset the env and the collision count."""
+        obs, info = self.env.reset(**kwargs)
+        self._collisions = int(info.get('collisions', 0))
+        return obs, info
+
+    def step(self, action):
+        """Step the env; penalise the collisions this step added."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        n = int(info.get('collisions', 0))
+        reward = float(reward) - self.penalty * max(0, n - self._collisions)
+        self._collisions = n
+        return obs, reward, terminated, truncated, info
+
+
+class SpinPenalty(gym.Wrapper):
+    """Subtract ``penalty`` for every turn beyond ``limit`` consecutive turns."""
+
+    def __init__(self, env: gym.Env, penalty: float, limit: int):
+        super().__init__(env)
+        self.penalty = float(penalty)
+        self.limit = int(limit)
+        self._turns = 0
+
+    def reset(self, **kwargs):
+        """Reset the env and the run of consecutive turns."""
+        self._turns = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        """Step the env; penalise turning in place past the limit."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._turns = 0 if int(action) == FORWARD else self._turns + 1
+        if self._turns > self.limit:
+            reward = float(reward) - self.penalty
+        return obs, reward, terminated, truncated, info
+
+
+class SuccessInfo(gym.Wrapper):
+    """Copy ``info['success']`` to SB3's ``is_success`` so rollouts log a success rate."""
+
+    def step(self, action):
+        """Step the env; on the last step add ``is_success``."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info['is_success'] = bool(info.get('success', False))
+        return obs, reward, terminated, truncated, info
+
+
+class NavFeaturesExtractor(BaseFeaturesExtractor):
+    """SB3 features extractor around :class:`NavEncoder`, so export is a state-dict copy."""
+
+    def __init__(self, observation_space: gym.spaces.Box, channels: tuple[int, ...] = (16, 32, 32),
+                 features_dim: int = 128):
+        super().__init__(observation_space, features_dim)
+        c, h, w = observation_space.shape
+        self.nav_kwargs = {'in_channels': int(c), 'input_size': [int(h), int(w)],
+                           'channels': [int(v) for v in channels],
+                           'features_dim': int(features_dim)}
+        self.encoder = NavEncoder(**self.nav_kwargs)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        """Normalised observations ``(N, 3, H, W)`` -> features ``(N, features_dim)``."""
+        return self.encoder(observations)
+
+
+def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str = 'train',
+             collision_penalty: float = 0.0, spin_penalty: float = 0.0, spin_limit: int = 24):
+    """Env factory (picklable for ``SubprocVecEnv``): ChairNav + penalty + Monitor + norm."""
+
+    def thunk() -> gym.Env:
+        os.environ.setdefault('PYGLET_HEADLESS', '1')
+        from stable_baselines3.common.monitor import Monitor
+
+        import sim_training  # noqa: F401  (registers the environment)
+
+        kwargs: dict[str, Any] = {'domain': domain, 'obs_size': obs_size, 'split': split}
+        if max_episode_steps:
+            kwargs['max_episode_steps'] = max_episode_steps
+        env = gym.make(ENV_ID, **kwargs)
+        if collision_penalty:
+            env = CollisionPenalty(env, collision_penalty)
+        if spin_penalty:
+            env = SpinPenalty(env, spin_penalty, spin_limit)
+        env = Monitor(SuccessInfo(env))
+        return NormalizeObservation(env)
+
+    return thunk
+
+
+def make_vec_env(args: Args):
+    """``args.n_envs`` training envs, seeded ``seed + rank`` on their first reset."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fns = [make_env(args.domain, args.obs_size, args.max_episode_steps,
+                    collision_penalty=args.collision_penalty, spin_penalty=args.spin_penalty,
+                    spin_limit=args.spin_limit) for _ in range(args.n_envs)]
+    if args.vec_env == 'subproc' and args.n_envs > 1:
+        venv = SubprocVecEnv(fns, start_method='forkserver')
+    else:
+        venv = DummyVecEnv(fns)
+    venv.seed(args.seed)
+    return venv
+
+
+class TqdmCallback(BaseCallback):
+    """tqdm bar over environment steps (SB3's own bar needs ``rich``, not installed here)."""
+
+    def __init__(self, every: int = 16):
+        super().__init__()
+        self.every = every
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=self.model._total_timesteps, initial=self.model.num_timesteps,
+                        unit='step', unit_scale=True, dynamic_ncols=True, smoothing=0.05,
+                        mininterval=0.5 if tty else 60.0)
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0 and self.bar is not None:
+            self.bar.update(self.model.num_timesteps - self.bar.n)
+            succ = self.model.ep_success_buffer
+            if succ:
+                self.bar.set_postfix(success=f'{np.mean(succ):.2f}', refresh=False)
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.model.num_timesteps - self.bar.n)
+            self.bar.close()
+
+
+class CheckpointCallback(BaseCallback):
+    """Atomic checkpoint every ``freq`` steps, at rollout start (right after a PPO update)."""
+
+    def __init__(self, trainer: Trainer, freq: int):
+        super().__init__()
+        self.trainer = trainer
+        self.freq = freq
+        self.last = 0
+
+    def _on_training_start(self) -> None:
+        self.last = self.model.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps - self.last >= self.freq:
+            self.trainer.save_checkpoint()
+            self.last = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class Trainer:
+    """Owns the run directory, the model and the bookkeeping carried across ``--resume``."""
+
+    def __init__(self, args: Args, argv: list[str] | None = None):
+        self.args = args
+        self.run_dir = Path(args.run_dir)
+        self.command = 'python -m sim_training.train_policy ' + shlex.join(
+            sys.argv[1:] if argv is None else argv)
+        self.model = None
+        self.state: dict[str, Any] = {'wall_s': 0.0, 'sessions': []}
+        self._t0 = time.perf_counter()
+        self._steps0 = 0
+        self._load0 = list(os.getloadavg())
+
+    # -- model ---------------------------------------------------------------------------------
+    def build(self, venv):
+        """A fresh PPO, or the checkpoint's PPO attached to ``venv`` when resuming."""
+        from stable_baselines3 import PPO
+
+        a = self.args
+        tb = str(self.run_dir / 'tb') if a.tensorboard else None
+        ckpt = self.run_dir / CHECKPOINT
+        if a.resume and ckpt.exists():
+            self.model = PPO.load(ckpt, env=venv, device='cpu', tensorboard_log=tb,
+                                  force_reset=True)
+            self.model.ent_coef = a.ent_coef
+            if a.resume_learning_rate > 0:
+                self.model.learning_rate = a.resume_learning_rate
+                self.model._setup_lr_schedule()
+            state_path = self.run_dir / STATE
+            if state_path.exists():
+                self.state = json.loads(state_path.read_text(encoding='utf-8'))
+            print(f'resumed {ckpt} at {self.model.num_timesteps} steps '
+                  f'({self.model._n_updates} updates)', flush=True)
+            return self.model
+        if a.resume:
+            print(f'--resume: no {ckpt} yet, starting from scratch', flush=True)
+        lr: Any = a.learning_rate
+        if a.lr_schedule == 'linear':
+            from stable_baselines3.common.utils import LinearSchedule
+
+            lr = LinearSchedule(a.learning_rate, a.learning_rate * a.lr_end_factor, 1.0)
+        policy_kwargs = {
+            'features_extractor_class': NavFeaturesExtractor,
+            'features_extractor_kwargs': {'channels': parse_channels(a.channels),
+                                          'features_dim': a.features_dim},
+            'net_arch': [],
+            'normalize_images': False,
+            'share_features_extractor': True,
+        }
+        self.model = PPO('CnnPolicy', venv, learning_rate=lr, n_steps=a.n_steps,
+                         batch_size=a.batch_size, n_epochs=a.n_epochs, gamma=a.gamma,
+                         gae_lambda=a.gae_lambda, clip_range=a.clip_range, ent_coef=a.ent_coef,
+                         vf_coef=a.vf_coef, max_grad_norm=a.max_grad_norm,
+                         policy_kwargs=policy_kwargs, tensorboard_log=tb, seed=a.seed,
+                         device='cpu', verbose=a.verbose)
+        return self.model
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _session_wall(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoint.zip`` then ``checkpoint.json``, each atomically.
+
+        The zip goes first so the json's step count never runs ahead of the weights.
+        """
+        buf = io.BytesIO()
+        self.model.save(buf)
+        atomic_write_bytes(self.run_dir / CHECKPOINT, buf.getvalue())
+        state = self.current_state()
+        atomic_write_bytes(self.run_dir / STATE, (json.dumps(state, indent=1) + '\n').encode())
+
+    def current_state(self) -> dict[str, Any]:
+        """Training figures so far: steps, updates, wall time and throughput over sessions."""
+        m = self.model
+        wall = self._session_wall()
+        steps = m.num_timesteps - self._steps0
+        session = {'start_steps': self._steps0, 'end_steps': m.num_timesteps,
+                   'wall_s': round(wall, 1), 'steps_per_s': round(steps / max(wall, 1e-9), 1),
+                   'loadavg_start': self._load0, 'loadavg_now': list(os.getloadavg()),
+                   'command': self.command}
+        prev = self.state.get('sessions', [])
+        total_wall = sum(s['wall_s'] for s in prev) + wall
+        return {'num_timesteps': m.num_timesteps, 'n_updates': int(m._n_updates),
+                'total_timesteps_target': self.args.total_timesteps,
+                'wall_s': round(total_wall, 1),
+                'steps_per_s': round(m.num_timesteps / max(total_wall, 1e-9), 1),
+                'ep_success_mean': float(np.mean(m.ep_success_buffer))
+                if m.ep_success_buffer else None,
+                'ep_len_mean': float(np.mean([e['l'] for e in m.ep_info_buffer]))
+                if m.ep_info_buffer else None,
+                'args': asdict(self.args), 'sessions': [*prev, session]}
+
+    # -- run -----------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Train to ``total_timesteps`` (continuing a checkpoint with ``--resume``)."""
+        a = self.args
+        torch.set_num_threads(a.torch_threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        venv = make_vec_env(a)
+        try:
+            model = self.build(venv)
+            self._steps0 = model.num_timesteps
+            self._t0 = time.perf_counter()
+            self._load0 = list(os.getloadavg())
+            remaining = a.total_timesteps - model.num_timesteps
+            if remaining > 0:
+                callbacks = [CheckpointCallback(self, a.checkpoint_freq)]
+                if a.progress:
+                    callbacks.append(TqdmCallback())
+                model.learn(remaining, callback=callbacks,
+                            reset_num_timesteps=model.num_timesteps == 0,
+                            tb_log_name='PPO', progress_bar=False)
+            else:
+                print(f'already at {model.num_timesteps} >= {a.total_timesteps} steps',
+                      flush=True)
+            self.save_checkpoint()
+            state = self.current_state()
+        finally:
+            venv.close()
+        print(f'trained {state["num_timesteps"]} steps ({state["n_updates"]} updates) in '
+              f'{state["wall_s"]:.0f} s total, {state["steps_per_s"]:.0f} steps/s; '
+              f'checkpoint {self.run_dir / CHECKPOINT}', flush=True)
+        if a.export:
+            from sim_training.export_policy import export
+
+            out = export(self.run_dir / CHECKPOINT, a.export)
+            print(f'exported {out}', flush=True)
+        return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    args = parse_args(argv)
+    Trainer(args, argv).train()
+    return 0
+
+
+if __name__ == '__main__':
+    # Import by module name so SB3 pickles NavFeaturesExtractor by reference, not from __main__.
+    from sim_training.train_policy import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,85 @@
+"""The closed-loop demo end to end on the shipped weights, with a tiny episode count."""
+
+import json
+
+import pytest
+
+pytest.importorskip('miniworld')
+pytest.importorskip('gymnasium')
+
+from sim_training.closed_loop import CONDITIONS, DemoConfig, goals, run_demo  # noqa: E402
+from vr_goggles import cli  # noqa: E402
+from vr_goggles.weights import SHIPPED_DIR  # noqa: E402
+
+NEEDED = {c[0] for c in CONDITIONS.values()} | {
+    c[2] for c in CONDITIONS.values() if c[2] not in (None, 'stats_match')}
+missing = sorted(n for n in NEEDED if not (SHIPPED_DIR / f'{n}.safetensors').exists())
+pytestmark = pytest.mark.skipif(bool(missing), reason=f'shipped weights missing: {missing}')
+
+
+@pytest.fixture(scope='module')
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('demo')
+    cfg = DemoConfig(episodes=2, seed=3, engine='torch', progress=False, stats_frames=8,
+                     max_episode_steps=40)
+    results = run_demo(cfg, out, command='pytest demo')
+    return out, results
+
+
+def test_results_json_schema_and_all_conditions(demo_run):
+    out, results = demo_run
+    on_disk = json.loads((out / 'results.json').read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert list(on_disk['conditions']) == list(CONDITIONS)
+    for name, c in on_disk['conditions'].items():
+        assert {'success_rate', 'ci95', 'spl', 'episodes'} <= set(c), name
+        assert c['episodes'] == 2
+        assert 0.0 <= c['success_rate'] <= 1.0
+        lo, hi = c['ci95']
+        assert 0.0 <= lo <= c['success_rate'] <= hi <= 1.0
+        assert 0.0 <= c['spl'] <= 1.0
+    assert set(on_disk['goals']) == {'vr_goggles_ge_0.85x_sim', 'no_goggles_le_0.5x_sim',
+                                     'vr_goggles_gt_cyclegan'}
+
+
+def test_conditions_share_identical_seeds(demo_run):
+    _, results = demo_run
+    seeds = {name: tuple(c['seeds']) for name, c in results['conditions'].items()}
+    assert len(set(seeds.values())) == 1, seeds
+    from sim_training.envs.chair_nav import EVAL_SEEDS
+
+    assert all(s in EVAL_SEEDS for s in next(iter(seeds.values())))
+
+
+def test_goggled_conditions_ran_through_the_engine(demo_run):
+    _, results = demo_run
+    for name in ('real_cyclegan', 'real_cycada', 'real_vr_goggles'):
+        t = results['conditions'][name]['transform']
+        assert t['model'] == CONDITIONS[name][2]
+        assert t['engine'] == 'torch'
+    assert len(results['conditions']['real_stats_match']['transform']['sim_mean']) == 3
+
+
+def test_report_is_self_contained(demo_run):
+    out, _ = demo_run
+    page = (out / 'report.html').read_text()
+    assert page.startswith('<!DOCTYPE html>')
+    assert page.count('data:image/png;base64,') >= 3  # bar chart, strips, trajectories
+    assert 'http://' not in page and 'https://' not in page
+    for name in CONDITIONS:
+        assert name in page
+
+
+def test_goals_known_answers():
+    c = {'sim': {'success_rate': 1.0}, 'real_no_goggles': {'success_rate': 0.5},
+         'real_cyclegan': {'success_rate': 0.6}, 'real_vr_goggles': {'success_rate': 0.85}}
+    assert goals(c) == {'vr_goggles_ge_0.85x_sim': True, 'no_goggles_le_0.5x_sim': True,
+                        'vr_goggles_gt_cyclegan': True}
+    c['real_vr_goggles']['success_rate'] = 0.6
+    assert goals(c)['vr_goggles_gt_cyclegan'] is False
+
+
+def test_cli_rejects_unknown_condition(tmp_path, capsys):
+    rc = cli.main(['demo', '--episodes', '1', '--out', str(tmp_path), '--conditions', 'nope'])
+    assert rc == 1
+    assert 'nope' in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""The exported policy as the robot runs it: NavActor, Policy, velocity map, evaluation stats.
+
+No simulator or SB3 needed: networks are randomly initialised and saved to a temp dir.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch')
+
+from sim_training.stats import spl_episode, summarize, wilson_interval  # noqa: E402
+from vr_goggles import actions  # noqa: E402
+from vr_goggles.models import build  # noqa: E402
+from vr_goggles.policy import Policy  # noqa: E402
+from vr_goggles.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
+from vr_goggles.weights import ModelCard, WeightsError, paths_for, save  # noqa: E402
+
+KWARGS = {'in_channels': 3, 'input_size': [64, 64], 'channels': [8, 16, 16],
+          'features_dim': 32, 'n_actions': 3}
+
+
+@pytest.fixture
+def saved_policy(tmp_path):
+    """A random NavActor saved like the shipped policies; returns (path, module)."""
+    torch.manual_seed(0)
+    actor = build('NavActor', **KWARGS).eval()
+    card = ModelCard(name='policy_test', architecture='NavActor', kwargs=dict(KWARGS),
+                     input_size=[64, 64], normalization=dict(NORMALIZATION),
+                     extra={'action_names': list(actions.ACTION_NAMES)})
+    path = save(tmp_path / 'policy_test', actor.state_dict(), card)
+    return path, actor
+
+
+# -- action -> velocity map (what policy_node publishes) -------------------------------------
+def test_action_velocity_known_answers():
+    assert actions.action_to_velocity(0) == pytest.approx((0.3, 0.0))
+    assert actions.action_to_velocity(1) == pytest.approx((0.0, math.pi / 6))
+    assert actions.action_to_velocity(2) == pytest.approx((0.0, -math.pi / 6))
+    with pytest.raises(ValueError, match='action'):
+        actions.action_to_velocity(3)
+
+
+# -- statistics -----------------------------------------------------------------------------
+def test_wilson_interval_known_values():
+    # Hand-computed with z = 1.96: 0/10 -> [0, z^2/(n+z^2)] = [0, 0.2775].
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    assert wilson_interval(10, 10) == pytest.approx((0.72247, 1.0), abs=1e-5)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+    assert wilson_interval(190, 200) == pytest.approx((0.91042, 0.97262), abs=1e-5)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+def test_spl_and_summary():
+    assert spl_episode(True, 2.0, 4.0) == pytest.approx(0.5)
+    assert spl_episode(True, 2.0, 1.5) == pytest.approx(1.0)  # shorter than the proxy: capped
+    assert spl_episode(False, 2.0, 2.0) == 0.0
+    s = summarize([{'success': True, 'spl': 0.5, 'steps': 10, 'collisions': 0},
+                   {'success': False, 'spl': 0.0, 'steps': 30, 'collisions': 2}])
+    assert s['successes'] == 1 and s['success_rate'] == 0.5
+    assert s['spl'] == pytest.approx(0.25) and s['mean_steps'] == pytest.approx(20.0)
+    assert s['mean_steps_success'] == pytest.approx(10.0) and s['collision_episodes'] == 1
+
+
+# -- NavActor + Policy ------------------------------------------------------------------------
+def test_actor_shapes_and_act():
+    actor = build('NavActor', **KWARGS).eval()
+    x = torch.zeros(5, 3, 64, 64)
+    assert actor(x).shape == (5, 3)
+    assert actor.act(x).shape == (5,)
+
+
+def test_policy_uses_shared_preprocessing(saved_policy, rng):
+    path, actor = saved_policy
+    policy = Policy.load(path)
+    img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    expected = actor(torch.from_numpy(Preprocessor(size=(64, 64))(img))).argmax(1).item()
+    a = policy.act(img)
+    assert isinstance(a, int) and a == expected
+    # Same image in BGR order with color_order='bgr' gives the same action.
+    assert policy.act(np.ascontiguousarray(img[:, :, ::-1]), color_order='bgr') == a
+    action, vel = policy.velocity(img)
+    assert action == a and vel == actions.action_to_velocity(a)
+    batch = policy.act_batch([img, img[:100, :100]])
+    assert batch.shape == (2,) and batch[0] == a
+
+
+def test_policy_load_by_name_or_json(saved_policy):
+    path, _ = saved_policy
+    assert Policy.load(str(paths_for(path)[1])).card.name == 'policy_test'
+
+
+def test_policy_load_corrupt_raises_weights_error(saved_policy):
+    path, _ = saved_policy
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(WeightsError):
+        Policy.load(path)
+    path.write_bytes(b'\x00' * len(data))  # same size, garbage
+    with pytest.raises(WeightsError):
+        Policy.load(path)
+    with pytest.raises(WeightsError):
+        Policy.load(path.parent / 'does_not_exist')
+
+
+def test_policy_rejects_non_policy_card(tmp_path):
+    gen = build('NavActor', **KWARGS)
+    card = ModelCard(name='x', architecture='NavActor', kwargs=dict(KWARGS), input_size=[64, 64],
+                     normalization={**NORMALIZATION, 'range': [0.0, 1.0]})
+    path = save(tmp_path / 'x', gen.state_dict(), card)
+    with pytest.raises(WeightsError, match='normalization'):
+        Policy.load(path)

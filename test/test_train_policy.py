@@ -1,0 +1,190 @@
+"""Tiny end-to-end runs of the policy pipeline: train -> resume -> export -> evaluate.
+
+Hundreds of steps, not thousands: this checks plumbing (checkpoints, counters, parity,
+determinism), not learning.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip('miniworld')
+pytest.importorskip('stable_baselines3')
+torch = pytest.importorskip('torch')
+
+from sim_training import evaluate_policy as ev  # noqa: E402
+from sim_training import train_policy  # noqa: E402
+from sim_training.export_policy import export, load_checkpoint  # noqa: E402
+from vr_goggles.policy import Policy  # noqa: E402
+from vr_goggles.preprocess import normalize  # noqa: E402
+
+TINY = ['--n-envs', '2', '--vec-env', 'dummy', '--n-steps', '32', '--batch-size', '32',
+        '--n-epochs', '1', '--channels', '8,16,16', '--features-dim', '32',
+        '--max-episode-steps', '40', '--checkpoint-freq', '64', '--no-progress',
+        '--no-tensorboard', '--seed', '3']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Train 128 steps, then resume to 256; returns (run dir, state after each session)."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp('run')
+    first = train_policy.Trainer(train_policy.parse_args(
+        [*TINY, '--run-dir', str(run), '--total-timesteps', '128'])).train()
+    second = train_policy.Trainer(train_policy.parse_args(
+        [*TINY, '--run-dir', str(run), '--total-timesteps', '256', '--resume'])).train()
+    return run, first, second
+
+
+def test_args_from_dataclass_fields():
+    args = train_policy.parse_args(['--n-envs', '3', '--domain', 'randomized', '--no-progress',
+                                    '--learning-rate', '1e-3', '--batch-size', '128'])
+    assert args.n_envs == 3 and args.domain == 'randomized' and args.progress is False
+    assert args.learning_rate == pytest.approx(1e-3)
+    assert args.total_timesteps == train_policy.Args().total_timesteps
+    with pytest.raises(SystemExit):
+        train_policy.parse_args(['--domain', 'mars'])
+
+
+def test_checkpoint_and_resume_keep_counters(trained):
+    run, first, second = trained
+    assert first['num_timesteps'] == 128
+    # 128 steps = 2 rollouts of 2 envs x 32 steps, 1 epoch x 2 minibatches each.
+    assert first['n_updates'] == 2
+    assert second['num_timesteps'] == 256 and second['n_updates'] == 4
+    assert len(second['sessions']) == 2
+    assert second['sessions'][1]['start_steps'] == 128
+    model = load_checkpoint(run / train_policy.CHECKPOINT)
+    assert model.num_timesteps == 256 and model._n_updates == 4
+    state = json.loads((run / train_policy.STATE).read_text())
+    assert state['num_timesteps'] == 256
+
+
+@pytest.fixture(scope='module')
+def exported(trained, tmp_path_factory):
+    run = trained[0]
+    out = tmp_path_factory.mktemp('export') / 'policy_tiny'
+    return export(run / train_policy.CHECKPOINT, out), run
+
+
+def test_export_parity_with_sb3_predict(exported):
+    import gymnasium as gym
+
+    import sim_training  # noqa: F401
+
+    path, run = exported
+    policy = Policy.load(path)
+    card = policy.card
+    assert card.architecture == 'NavActor' and card.input_size == [64, 64]
+    assert card.extra['action_names'] == ['forward', 'turn_left', 'turn_right']
+    assert card.metrics['training']['num_timesteps'] == 256
+    model = load_checkpoint(run / train_policy.CHECKPOINT)
+    env = gym.make('VrGoggles/ChairNav-v0', domain='sim', split='eval')
+    frames = []
+    obs, _ = env.reset(seed=ev.eval_seeds(1, 0)[0])
+    rng = np.random.default_rng(0)
+    for _ in range(24):
+        frames.append(obs)
+        obs, _, term, trunc, _ = env.step(int(rng.integers(3)))
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    ours = [policy.act(f) for f in frames]
+    sb3, _ = model.predict(np.stack([normalize(f)[0] for f in frames]), deterministic=True)
+    assert ours == [int(a) for a in sb3]
+    # Same logits up to float noise, not just the same argmax.
+    x = torch.from_numpy(normalize(np.stack(frames)))
+    with torch.no_grad():
+        ref = model.policy.get_distribution(x).distribution.logits
+        got = torch.log_softmax(policy.module(x), dim=1)
+    assert torch.allclose(ref, got, atol=1e-5)
+
+
+def test_evaluation_is_deterministic(exported, tmp_path):
+    path, _ = exported
+    policy = Policy.load(path)
+    a = ev.run_episodes(policy.act, 'sim', 3, seed=5, max_episode_steps=25, progress=False)
+    b = ev.run_episodes(policy.act, 'sim', 3, seed=5, max_episode_steps=25, progress=False)
+    assert a == b
+    assert a['episodes'] == 3 and 0.0 <= a['success_ci95'][0] <= a['success_ci95'][1] <= 1.0
+    assert all(e['steps'] <= 25 for e in a['per_episode'])
+    # The CLI writes the same JSON twice.
+    outs = []
+    for i in range(2):
+        out = tmp_path / f'eval{i}.json'
+        assert ev.main(['--policy', str(path), '--domain', 'sim', '--episodes', '2',
+                        '--seed', '1', '--max-episode-steps', '15', '--json', str(out),
+                        '--no-progress']) == 0
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+
+
+def test_image_transform_is_applied(exported):
+    path, _ = exported
+    policy = Policy.load(path)
+    seen = []
+
+    def goggles(img):
+        seen.append(img.shape)
+        return img
+
+    ev.run_episodes(policy.act, 'real', 1, seed=0, image_transform=goggles,
+                    max_episode_steps=5, progress=False)
+    assert seen and seen[0] == (64, 64, 3)
+
+
+def test_eval_seeds_are_eval_split_and_seeded():
+    from sim_training.envs.chair_nav import EVAL_SEEDS, TRAIN_SEEDS
+
+    s = ev.eval_seeds(10, 0)
+    assert s == ev.eval_seeds(10, 0) and s != ev.eval_seeds(10, 1)
+    assert all(v in EVAL_SEEDS and v not in TRAIN_SEEDS for v in s)
+    assert len(set(s)) == min(10, len(EVAL_SEEDS))
+
+
+def test_collision_penalty_wrapper():
+    import gymnasium as gym
+
+    class Bumper(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)
+        action_space = gym.spaces.Discrete(3)
+
+        def reset(self, *, seed=None, options=None):
+            self.n = 0
+            return np.zeros((4, 4, 3), np.uint8), {'collisions': 0}
+
+        def step(self, action):
+            self.n += int(action == 0)  # every forward step collides
+            return (np.zeros((4, 4, 3), np.uint8), -0.01, False, False,
+                    {'collisions': self.n})
+
+    env = train_policy.CollisionPenalty(Bumper(), 0.5)
+    env.reset()
+    assert env.step(0)[1] == pytest.approx(-0.51)
+    assert env.step(1)[1] == pytest.approx(-0.01)
+    assert env.step(0)[1] == pytest.approx(-0.51)
+    env.reset()
+    assert env.step(1)[1] == pytest.approx(-0.01)
+
+
+def test_spin_penalty_wrapper():
+    import gymnasium as gym
+
+    class Room(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)
+        action_space = gym.spaces.Discrete(3)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros((4, 4, 3), np.uint8), {}
+
+        def step(self, action):
+            return np.zeros((4, 4, 3), np.uint8), 0.0, False, False, {}
+
+    env = train_policy.SpinPenalty(Room(), 0.2, limit=3)
+    env.reset()
+    assert [env.step(1)[1] for _ in range(5)] == pytest.approx([0, 0, 0, -0.2, -0.2])
+    assert env.step(0)[1] == 0.0  # a forward step ends the spin
+    assert env.step(2)[1] == 0.0
