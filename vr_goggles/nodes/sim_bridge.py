@@ -10,11 +10,16 @@ periods) it publishes a JSON summary on ``episode`` (std_msgs/String) and resets
 layout of the split. A plain node, not a lifecycle node: it is a test fixture, not a driver.
 
 Needs the ``train`` extra (gymnasium, miniworld) and a headless GL (``PYGLET_HEADLESS=1`` is set
-here if unset).
+here if unset). The simulator's GL context is bound to the thread that made it current, and a
+frame rendered from any other thread is silently wrong (EGL refuses the context, GL draws
+nothing, the read-back returns a stale buffer): every simulator call (construction, reset,
+step, close) therefore runs on one thread the node owns, whichever thread constructed the node
+and whichever executor thread runs its timers.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import os
@@ -52,8 +57,10 @@ class SimBridge(Node):
         self.params = p = declare_parameters(self, SIM_BRIDGE_PARAMS,
                                              on_change=self._on_change)
         self._cmd_timeout = float(p['cmd_timeout'])
-        self.env, self.seeds = make_env(p['domain'], p['obs_size'], p['split'],
-                                        p['max_episode_steps'])
+        # The one thread that owns the simulator and its GL context (see the module docstring).
+        self._sim = ThreadPoolExecutor(max_workers=1, thread_name_prefix='sim_bridge_gl')
+        self.env, self.seeds = self._in_sim(make_env, p['domain'], p['obs_size'], p['split'],
+                                            p['max_episode_steps'])
         from vr_goggles.ros_image import numpy_to_image
         self._encode = numpy_to_image
         self._lock = threading.Lock()
@@ -74,6 +81,10 @@ class SimBridge(Node):
             f'ChairNav domain={p["domain"]} split={p["split"]}: {len(self.seeds)} layouts, '
             f'one step per {p["step_period"]} s, camera {p["rate"]} Hz')
 
+    def _in_sim(self, fn, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the simulator thread and return its result (or raise its error)."""
+        return self._sim.submit(fn, *args, **kwargs).result()
+
     def _on_change(self, values: dict[str, Any]) -> None:
         self._cmd_timeout = float(values.get('cmd_timeout', self._cmd_timeout))
 
@@ -86,7 +97,7 @@ class SimBridge(Node):
     def _reset(self) -> None:
         k = self.params['seed'] + self.episode
         self.layout_seed = int(self.seeds[k % len(self.seeds)])
-        self.obs, info = self.env.reset(seed=self.layout_seed)
+        self.obs, info = self._in_sim(self.env.reset, seed=self.layout_seed)
         self._start = info
         self._pos = info.get('agent_pos')
         self.path_length = 0.0
@@ -126,7 +137,7 @@ class SimBridge(Node):
         self._reset()
 
     def _on_step(self) -> None:
-        if self.done:
+        if self.done or self._sim is None:
             return
         now = self.get_clock().now().nanoseconds
         with self._lock:
@@ -136,7 +147,7 @@ class SimBridge(Node):
             action = velocity_to_action(cmd[0], cmd[1])
         self.periods += 1
         if action is not None:
-            self.obs, _, terminated, truncated, info = self.env.step(action)
+            self.obs, _, terminated, truncated, info = self._in_sim(self.env.step, action)
             self.steps += 1
             self.action_counts[action] += 1
             pos = info.get('agent_pos')
@@ -160,9 +171,15 @@ class SimBridge(Node):
 
     def close(self) -> None:
         """Close the simulator window/context (called by ``main``)."""
+        sim, self._sim = self._sim, None
+        if sim is None:  # already closed
+            return
         close = getattr(self.env, 'close', None)
-        if close is not None:
-            close()
+        try:
+            if close is not None:
+                sim.submit(close).result()
+        finally:
+            sim.shutdown(wait=True)
 
 
 def _num(x: Any) -> float | None:
