@@ -58,7 +58,6 @@ setup(
     zip_safe=True,
     maintainer='vr_goggles maintainers',
     maintainer_email='maintainers@vr-goggles.dev',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'vr-goggles = vr_goggles.cli:main',
