@@ -7,15 +7,11 @@ import json
 import cv2
 import numpy as np
 import pytest
+from tiny_models import SIZE, save_tiny_generator
 import torch
 
 from vr_goggles.cli import main
 from vr_goggles.commands.bench import ROW_FIELDS
-from vr_goggles.models import build
-from vr_goggles.weights import ModelCard, save
-
-SIZE = (32, 32)
-KWARGS = {'ngf': 4, 'n_blocks': 1, 'n_down': 2}
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +23,7 @@ def _env(tmp_path, monkeypatch):
 @pytest.fixture
 def weights(tmp_path):
     """Tiny random-init generator saved with its card in a tmp dir."""
-    torch.manual_seed(2)
-    module = build('ResnetGenerator', **KWARGS)
-    card = ModelCard(name='tiny_gen', architecture='ResnetGenerator', kwargs=dict(KWARGS),
-                     input_size=list(SIZE))
-    return save(tmp_path / 'tiny_gen', module.state_dict(), card)
+    return save_tiny_generator(tmp_path / 'tiny_gen', seed=2)
 
 
 def _png(path, h=40, w=50, seed=0):

@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+from tiny_models import KWARGS, SIZE, save_tiny_generator
 import torch
 
 from vr_goggles.engines import (
@@ -41,9 +42,6 @@ from vr_goggles.engines.torch_engine import TorchEngine
 from vr_goggles.models import build
 from vr_goggles.weights import ModelCard, WeightsError, save
 
-SIZE = (32, 32)
-KWARGS = {'ngf': 4, 'n_blocks': 1, 'n_down': 2}
-
 
 @pytest.fixture(autouse=True)
 def _env(tmp_path, monkeypatch):
@@ -54,11 +52,7 @@ def _env(tmp_path, monkeypatch):
 @pytest.fixture
 def weights(tmp_path):
     """Tiny random-init generator saved with its card in a tmp dir."""
-    torch.manual_seed(0)
-    module = build('ResnetGenerator', **KWARGS)
-    card = ModelCard(name='tiny_gen', architecture='ResnetGenerator', kwargs=dict(KWARGS),
-                     input_size=list(SIZE))
-    return save(tmp_path / 'w' / 'tiny_gen', module.state_dict(), card)
+    return save_tiny_generator(tmp_path / 'w' / 'tiny_gen', seed=0)
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_models import KWARGS, SIZE, save_tiny_generator
 import torch
 
 from vr_goggles.goggles import Goggles
 from vr_goggles.models import build
 from vr_goggles.preprocess import Preprocessor
-from vr_goggles.weights import ModelCard, WeightsError, save
-
-SIZE = (32, 32)
-KWARGS = {'ngf': 4, 'n_blocks': 1, 'n_down': 2}
+from vr_goggles.weights import ModelCard, WeightsError
 
 
 @pytest.fixture(autouse=True)
@@ -24,11 +22,7 @@ def _env(tmp_path, monkeypatch):
 @pytest.fixture
 def weights(tmp_path):
     """Tiny random-init generator saved with its card in a tmp dir."""
-    torch.manual_seed(1)
-    module = build('ResnetGenerator', **KWARGS)
-    card = ModelCard(name='tiny_gen', architecture='ResnetGenerator', kwargs=dict(KWARGS),
-                     input_size=list(SIZE))
-    return save(tmp_path / 'tiny_gen', module.state_dict(), card)
+    return save_tiny_generator(tmp_path / 'tiny_gen', seed=1)
 
 
 def _image(h=48, w=64, seed=0):
