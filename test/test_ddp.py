@@ -18,9 +18,13 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    # Loopback only, and a file rendezvous instead of a TCP store on a just-freed port (which a
+    # busy machine may hand to someone else before rank 0 binds it).
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME='lo')
     torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{out_dir}/rendezvous', rank=rank,
+                            world_size=world)
     from sim_training.train_translator import PRESETS, TranslatorConfig, train
     from vr_goggles.models.segmenter import SegmentationNet
 

@@ -536,16 +536,19 @@ def test_processes_pipeline_logs_and_shutdown(h, tiny, rng, tmp_path, ros_env):
         cmd = collector(h, Twist, f'{ns}/cmd_vel', QoSProfile(depth=100))
         pub = h.tester.create_publisher(Image, f'{ns}/image', qos_profile_sensor_data)
         wait_matched(pub, timeout=60)
-        bad = Image(height=4, width=4, encoding='rgb8', step=12)
-        bad.data = bytes(5)
-        pub.publish(bad)
-        time.sleep(0.2)
 
         def flowing():
             pub.publish(frame(h, rng))
             return len(sim) > 0 and any(m.linear.x or m.angular.z for _, m in cmd)
 
         assert wait_for(flowing, 30, step=0.05), [p.read_text() for p in logs.values()]
+        # Malformed frames once the pipeline is known to be connected: a best-effort message
+        # published right after discovery may be lost before the subscriber has matched.
+        bad = Image(height=4, width=4, encoding='rgb8', step=12)
+        bad.data = bytes(5)
+        for _ in range(3):
+            pub.publish(bad)
+            time.sleep(0.2)
         procs['policy'].send_signal(signal.SIGINT)
         assert procs['policy'].wait(timeout=20) == 0, logs['policy'].read_text()
         time.sleep(0.3)
