@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
 from vr_goggles.latest import LatestSlot
@@ -30,6 +30,7 @@ from vr_goggles.nodes.ros_common import (
     OK,
     WARN,
     Diagnostics,
+    StopReleaseLifecycleNode,
     declare_parameters,
     main_loop,
     qos_profile,
@@ -41,7 +42,7 @@ def _stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-class GogglesNode(LifecycleNode):
+class GogglesNode(StopReleaseLifecycleNode):
     """Translate the newest camera frame with ``vr_goggles.goggles.Goggles``."""
 
     def __init__(self, node_name: str = 'goggles_node', **kwargs: Any) -> None:
@@ -126,28 +127,6 @@ class GogglesNode(LifecycleNode):
         self.get_logger().info(f'active: {self._sub.topic_name} -> '
                                f'{self._pub.topic_name if self._pub else "image_sim"}')
         return super().on_activate(state)
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Unsubscribe and stop the worker (a pending frame is discarded)."""
-        self._stop()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the engine and the publisher."""
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop and release everything."""
-        self._stop()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Return to unconfigured after stopping."""
-        self._stop()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
 
     def _stop(self) -> None:
         self.active = False

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from geometry_msgs.msg import Twist, TwistStamped
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
 from vr_goggles.actions import ACTION_NAMES
@@ -25,6 +25,7 @@ from vr_goggles.nodes.ros_common import (
     OK,
     WARN,
     Diagnostics,
+    StopReleaseLifecycleNode,
     declare_parameters,
     main_loop,
     qos_profile,
@@ -32,7 +33,7 @@ from vr_goggles.nodes.ros_common import (
 from vr_goggles.rate_stats import RateMeter
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(StopReleaseLifecycleNode):
     """Run ``vr_goggles.policy.Policy`` on ``image_sim`` and drive ``cmd_vel``."""
 
     def __init__(self, node_name: str = 'policy_node', **kwargs: Any) -> None:
@@ -96,28 +97,6 @@ class PolicyNode(LifecycleNode):
         self._timer = self.create_timer(1.0 / self.params['rate'], self._on_timer)
         self.active = True
         return ret
-
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop the robot, then stop the timer and unsubscribe."""
-        self._stop()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the policy and the publisher."""
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop the robot and release everything."""
-        self._stop()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop the robot (if still possible) and return to unconfigured."""
-        self._stop()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
 
     def _stop(self) -> None:
         if self._timer is not None:

@@ -17,12 +17,51 @@ from rcl_interfaces.msg import (
 )
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import rclpy.logging
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 
 from vr_goggles.nodes.params import ParamSpec, specs_by_name
+
+
+class StopReleaseLifecycleNode(LifecycleNode):
+    """The lifecycle transitions both nodes share, in terms of two hooks.
+
+    ``_stop()`` undoes activation (unsubscribe, stop timers and workers, send a final command);
+    ``_release()`` undoes configuration (drop the model and the publisher). Deactivate stops,
+    cleanup releases, shutdown and error do both, so every path out of ``active`` is the same.
+    """
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop (see ``_stop``), then let the base class deactivate the publishers."""
+        self._stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model and the publisher."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop and release everything."""
+        self._stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop and release, returning to unconfigured."""
+        self._stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
 
 #: Diagnostic levels as in diagnostic_msgs/DiagnosticStatus (OK, WARN, ERROR, STALE).
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
