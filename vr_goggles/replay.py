@@ -152,6 +152,12 @@ class _Stats:
 # Reading: rosbags AnyReader, or a salvage scan for an MCAP file whose tail is missing
 
 
+def _mcap_bytes(body: bytes, offset: int) -> tuple[bytes, int]:
+    """MCAP length-prefixed field (uint32 length, then bytes) at ``offset`` -> (field, end)."""
+    (n,) = struct.unpack_from('<I', body, offset)
+    return body[offset + 4:offset + 4 + n], offset + 4 + n
+
+
 class McapSalvageReader:
     """Reads what is left of a truncated/unindexed ROS 2 MCAP file, record by record.
 
@@ -270,27 +276,20 @@ class McapSalvageReader:
         schemas: dict[int, Any] = {}
         for _, op, body in self._scan():
             if op == 0x03:
-                sid, nlen = struct.unpack_from('<HI', body, 0)
-                name = body[6:6 + nlen].decode()
-                p = 6 + nlen
-                (elen,) = struct.unpack_from('<I', body, p)
-                enc = body[p + 4:p + 4 + elen].decode()
-                p += 4 + elen
-                (dlen,) = struct.unpack_from('<I', body, p)
-                schemas[sid] = Schema(sid, name, enc, body[p + 4:p + 4 + dlen].decode())
+                (sid,) = struct.unpack_from('<H', body, 0)
+                name, p = _mcap_bytes(body, 2)
+                enc, p = _mcap_bytes(body, p)
+                data, _ = _mcap_bytes(body, p)
+                schemas[sid] = Schema(sid, name.decode(), enc.decode(), data.decode())
             elif op == 0x04:
-                cid, sid, tlen = struct.unpack_from('<HHI', body, 0)
-                topic = body[8:8 + tlen].decode()
-                p = 8 + tlen
-                (elen,) = struct.unpack_from('<I', body, p)
-                enc = body[p + 4:p + 4 + elen].decode()
-                p += 4 + elen
-                (mlen,) = struct.unpack_from('<I', body, p)
-                meta = body[p + 4:p + 4 + mlen]
+                cid, sid = struct.unpack_from('<HH', body, 0)
+                topic, p = _mcap_bytes(body, 4)
+                enc, p = _mcap_bytes(body, p)
+                meta, _ = _mcap_bytes(body, p)
                 schema = schemas.get(sid)
                 self.connections.append(Connection(
-                    cid, topic, schema.name if schema else '', get_msgdef(schema), '', 0,
-                    ConnectionExtRosbag2(enc, get_qos(meta)), self))
+                    cid, topic.decode(), schema.name if schema else '', get_msgdef(schema), '',
+                    0, ConnectionExtRosbag2(enc.decode(), get_qos(meta)), self))
             elif op == 0x05:
                 cid, _, t = struct.unpack_from('<HIQ', body, 0)
                 self._counts[cid] += 1
