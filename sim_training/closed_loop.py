@@ -126,7 +126,7 @@ def run_condition(name: str, cfg: DemoConfig) -> tuple[dict[str, Any], Recorder]
     transform, transform_info = make_transform(kind, cfg)
     recorder = Recorder()
     t0 = time.perf_counter()
-    result = run_episodes(policy.act, domain, cfg.episodes, cfg.seed, transform,
+    result = run_episodes(policy, domain, cfg.episodes, cfg.seed, transform,
                           max_episode_steps=cfg.max_episode_steps, progress=cfg.progress,
                           on_step=recorder)
     result.update({'condition': name, 'description': description, 'policy': policy_name,

@@ -69,7 +69,8 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
                  | None = None) -> dict[str, Any]:
     """Run ``episodes`` evaluation episodes of ``policy_fn`` in ``domain``; return a summary.
 
-    ``policy_fn`` maps a uint8 RGB observation to an action index; ``image_transform`` (e.g. the
+    ``policy_fn`` maps a uint8 RGB observation to an action index (its ``reset()``, if it has
+    one, is called at every episode start); ``image_transform`` (e.g. the
     goggles) is applied to every observation first. Path length is what the env
     reports (``info['path_length']``, else summed ``agent_pos`` moves, else forward steps x
     ``FORWARD_STEP``); the SPL reference is ``info['shortest_path']`` (else
@@ -93,8 +94,11 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
     records: list[dict[str, Any]] = []
     try:
         bar = tqdm(seeds, desc=f'eval {domain}', unit='ep', disable=not progress, leave=False)
+        reset_policy = getattr(policy_fn, 'reset', None)  # stateful (frame-stacking) policies
         for episode, ep_seed in enumerate(bar):
             obs, info = env.reset(seed=ep_seed)
+            if reset_policy is not None:
+                reset_policy()
             start_distance = float(info.get('start_distance', info.get('distance', 0.0)))
             pos = info.get('agent_pos')
             steps, path, counts = 0, 0.0, [0] * len(ACTION_NAMES)
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     policy = Policy.load(args.policy)
     t0 = time.perf_counter()
-    result = run_episodes(policy.act, args.domain, args.episodes, args.seed,
+    result = run_episodes(policy, args.domain, args.episodes, args.seed,
                           max_episode_steps=args.max_episode_steps,
                           progress=not args.no_progress)
     wall = time.perf_counter() - t0

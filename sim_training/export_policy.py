@@ -82,6 +82,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     sessions = training.get('sessions', [])
     size = [int(v) for v in kwargs['input_size']]
     pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
+    k = int(kwargs['in_channels']) // 3
     name = Path(out).name
     card = ModelCard(
         name=name,
@@ -90,8 +91,10 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         input_size=size,
         task=(f'chair navigation policy (PPO actor) trained in VrGoggles/ChairNav-v0 '
               f'domain={args.get("domain", "?")!r}; input vr_goggles.preprocess.Preprocessor '
-              f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]; output '
-              f'logits over ACTION_NAMES, act = argmax'),
+              f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]'
+              + (f', the last {k} frames one control period apart stacked on channels oldest '
+                 f'first (vr_goggles.frame_stack), (N, {3 * k}, H, W)' if k > 1 else '')
+              + '; output logits over ACTION_NAMES, act = argmax'),
         normalization=dict(NORMALIZATION),
         training_command=' && '.join(s['command'] for s in sessions) if sessions else '',
         metrics={'training': {k: training.get(k) for k in (
@@ -102,6 +105,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'action_velocities': {ACTION_NAMES[a]: list(v) for a, v in ACTION_VELOCITIES.items()},
             'velocity_units': '(linear m/s, angular rad/s, CCW positive), held CONTROL_PERIOD s',
             'control_period_s': CONTROL_PERIOD,
+            'frame_stack': k,
             'preprocessing': pre.card(),
             'preprocessing_path': ('uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
                                    'NavActor; training fed SB3 the same normalize() output '
@@ -118,15 +122,16 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     )
     path = save(out, actor.state_dict(), card)
     if onnx:
-        export_onnx(actor, paths_for(out)[0].with_suffix('.onnx'), card.input_size)
+        export_onnx(actor, paths_for(out)[0].with_suffix('.onnx'), card.input_size,
+                    in_channels=3 * k)
     return path
 
 
-def export_onnx(actor: Any, path: Path, input_size: list[int]) -> Path:
+def export_onnx(actor: Any, path: Path, input_size: list[int], in_channels: int = 3) -> Path:
     """Legacy-exporter ONNX (opset 17, dynamic batch): ``image`` -> ``logits``."""
     import torch
 
-    x = torch.zeros(1, 3, *input_size)
+    x = torch.zeros(1, in_channels, *input_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name('.' + path.name + '.tmp')
     torch.onnx.export(actor, x, str(tmp), input_names=['image'], output_names=['logits'],

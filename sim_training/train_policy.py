@@ -36,6 +36,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa:
 import torch  # noqa: E402
 
 from vr_goggles.actions import FORWARD  # noqa: E402
+from vr_goggles.frame_stack import FrameStack  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
 from vr_goggles.preprocess import normalize  # noqa: E402
 from vr_goggles.weights import atomic_write_bytes  # noqa: E402
@@ -61,6 +62,9 @@ class Args:
     """seed of SB3, torch and the environments' first resets"""
     obs_size: int = 64
     """observation / network input size (square)"""
+    frame_stack: int = 4
+    """frames the policy sees, oldest first, one control step apart (vr_goggles.frame_stack);
+    1 = memoryless. Memory lets the policy notice it is blocked and where it already looked"""
     max_episode_steps: int = 0
     """episode limit; 0 keeps the environment's default"""
     learning_rate: float = 3e-4
@@ -110,6 +114,10 @@ class Args:
     """environment steps between checkpoints"""
     resume: bool = False
     """continue from RUN_DIR/checkpoint.zip with the same counters"""
+    init_from: str = ''
+    """start a fresh run from another run's checkpoint.zip (same encoder sizes): weights are
+    copied and a narrower first conv (fewer stacked frames) is widened with zeros for the
+    older frames, so the new policy starts out acting exactly like the old one"""
     export: str = ''
     """write the exported NavActor here at the end (e.g. vr_goggles/weights/policy_sim)"""
     tensorboard: bool = True
@@ -192,6 +200,25 @@ class NormalizeObservation(gym.ObservationWrapper):
         return normalize(observation)[0]
 
 
+class StackFrames(gym.ObservationWrapper):
+    """Normalised ``(3, H, W)`` -> the last ``k`` frames ``(3k, H, W)`` via :class:`FrameStack`."""
+
+    def __init__(self, env: gym.Env, k: int):
+        super().__init__(env)
+        c, h, w = env.observation_space.shape
+        self.stack = FrameStack(k)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (c * k, h, w), np.float32)
+
+    def reset(self, **kwargs):
+        """New episode: the history restarts from its first frame."""
+        self.stack.reset()
+        return super().reset(**kwargs)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        """Push one frame, return the stack."""
+        return self.stack.push(observation)
+
+
 class CollisionPenalty(gym.Wrapper):
     """Subtract ``penalty`` per new collision (``info['collisions']`` increments)."""
 
@@ -267,8 +294,9 @@ class NavFeaturesExtractor(BaseFeaturesExtractor):
 
 
 def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str = 'train',
-             collision_penalty: float = 0.0, spin_penalty: float = 0.0, spin_limit: int = 24):
-    """Env factory (picklable for ``SubprocVecEnv``): ChairNav + penalty + Monitor + norm."""
+             collision_penalty: float = 0.0, spin_penalty: float = 0.0, spin_limit: int = 24,
+             frame_stack: int = 1):
+    """Env factory (picklable for ``SubprocVecEnv``): ChairNav, penalties, Monitor, norm, stack."""
 
     def thunk() -> gym.Env:
         os.environ.setdefault('PYGLET_HEADLESS', '1')
@@ -284,8 +312,8 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
             env = CollisionPenalty(env, collision_penalty)
         if spin_penalty:
             env = SpinPenalty(env, spin_penalty, spin_limit)
-        env = Monitor(SuccessInfo(env))
-        return NormalizeObservation(env)
+        env = NormalizeObservation(Monitor(SuccessInfo(env)))
+        return StackFrames(env, frame_stack) if frame_stack > 1 else env
 
     return thunk
 
@@ -296,13 +324,42 @@ def make_vec_env(args: Args):
 
     fns = [make_env(args.domain, args.obs_size, args.max_episode_steps,
                     collision_penalty=args.collision_penalty, spin_penalty=args.spin_penalty,
-                    spin_limit=args.spin_limit) for _ in range(args.n_envs)]
+                    spin_limit=args.spin_limit, frame_stack=args.frame_stack)
+           for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
         venv = SubprocVecEnv(fns, start_method='forkserver')
     else:
         venv = DummyVecEnv(fns)
     venv.seed(args.seed)
     return venv
+
+
+def init_from_checkpoint(model, path: str | os.PathLike) -> None:
+    """Copy a checkpoint's policy weights into ``model`` (see ``Args.init_from``).
+
+    Every tensor must match in shape, except input-channel-widened convolutions: the old
+    weights go to the newest frame's channels (the last ones) and the rest are zero.
+    """
+    from stable_baselines3 import PPO
+
+    old = PPO.load(path, device='cpu').policy.state_dict()
+    new = model.policy.state_dict()
+    if set(old) != set(new):
+        raise ValueError(f'{path}: parameter names differ from this run\'s '
+                         f'({sorted(set(old) ^ set(new))[:4]}...)')
+    for key, w in old.items():
+        target = new[key]
+        if w.shape == target.shape:
+            new[key] = w.clone()
+        elif (w.ndim == 4 and target.ndim == 4 and w.shape[0] == target.shape[0]
+              and w.shape[2:] == target.shape[2:] and target.shape[1] % w.shape[1] == 0):
+            widened = torch.zeros_like(target)
+            widened[:, -w.shape[1]:] = w
+            new[key] = widened
+        else:
+            raise ValueError(f'{path}: {key} has shape {tuple(w.shape)}, this run needs '
+                             f'{tuple(target.shape)}')
+    model.policy.load_state_dict(new)
 
 
 class TqdmCallback(BaseCallback):
@@ -412,6 +469,9 @@ class Trainer:
                          vf_coef=a.vf_coef, max_grad_norm=a.max_grad_norm,
                          policy_kwargs=policy_kwargs, tensorboard_log=tb, seed=a.seed,
                          device='cpu', verbose=a.verbose)
+        if a.init_from:
+            init_from_checkpoint(self.model, a.init_from)
+            print(f'initialised from {a.init_from}', flush=True)
         return self.model
 
     # -- bookkeeping ---------------------------------------------------------------------------

@@ -13,6 +13,9 @@ weight skips the term and all weights/switches are printed and logged at start):
       + lambda_sem_sim  * CE(S(F(x_s)), y_s)            (CyCADA, simulator's true labels)
       + lambda_sem_real * CE(S(G(x_r)), pseudo(x_r))    (CyCADA, confident argmax of S, frozen;
                           from pseudo_start_step, optionally on G'(x_r), G' a periodic copy)
+      + lambda_sem_cycle * CE(S(G(F(x_s))), y_s)        (semantic cycle: G must keep the true
+                          sim labels of fake-real frames; true labels reach G on real-looking
+                          input, where the segmenter's own pseudo-labels are unreliable)
       + lambda_feat_adv * lsgan(D_feat(S.features(G(x_r))))   (CyCADA feature-level GAN)
       + lambda_shift    * [|T_ij(G(x_r)) - G(T_ij(x_r))|^2 (+ same for F if shift_both)]
                           i, j ~ U[0, 2^K), K = n_down, overlap region only (VR-Goggles)
@@ -114,6 +117,7 @@ class TranslatorConfig:
     pseudo_refresh_every: int = 0  #: 0: pseudo-labels from S(x_real); N: from S(G'(x_real)),
     #:                                G' = copy of G refreshed every N steps (self-training)
     pseudo_start_step: int = 0    #: the real-side semantic term is active from this step on
+    lambda_sem_cycle: float = 0.0  #: CE(S(G(F(x_sim))), true sim labels)
     lambda_feat_adv: float = 0.0  #: CyCADA feature-level GAN on S.features(G(x_real))
     lambda_shift: float = 0.0
     shift_both: bool = True       #: shift loss on F (sim->real) as well as G
@@ -163,7 +167,8 @@ class TranslatorConfig:
 
     def needs_segmenter(self) -> bool:
         """The semantic / feature terms need the frozen segmenter."""
-        return self.lambda_sem_sim > 0 or self.lambda_sem_real > 0 or self.lambda_feat_adv > 0
+        return (self.lambda_sem_sim > 0 or self.lambda_sem_real > 0
+                or self.lambda_sem_cycle > 0 or self.lambda_feat_adv > 0)
 
     def generator_kwargs(self) -> dict[str, Any]:
         """``ResnetGenerator`` keyword sizes (recorded in the model card)."""
@@ -265,8 +270,9 @@ class TranslatorTrainer:
                     raise ValueError('the semantic/feature losses need --segmenter')
                 segmenter = load_segmenter(cfg.segmenter)
             self.seg = freeze(segmenter).to(self.device)
-            if cfg.lambda_sem_sim > 0 and sim.labels is None:
-                raise ValueError(f'lambda_sem_sim > 0 needs sim labels; {sim.name} has none')
+            for name in ('lambda_sem_sim', 'lambda_sem_cycle'):
+                if getattr(cfg, name) > 0 and sim.labels is None:
+                    raise ValueError(f'{name} > 0 needs sim labels; {sim.name} has none')
         self.D_feat = None
         if cfg.lambda_feat_adv > 0:
             # features are already normalised by the segmenter's BatchNorm: no InstanceNorm
@@ -358,8 +364,9 @@ class TranslatorTrainer:
                    + L.lsgan_g_loss(d_real(fake_r), target=c.adv_gen_target))
             terms['adv'] = adv
             total = total + c.lambda_adv * adv
+        rec_s = G(fake_r) if (c.lambda_cycle or c.lambda_sem_cycle) else None  # sim->real->sim
         if c.lambda_cycle:
-            cyc = L.cycle_loss(F_(fake_s), x_r) + L.cycle_loss(G(fake_r), x_s)
+            cyc = L.cycle_loss(F_(fake_s), x_r) + L.cycle_loss(rec_s, x_s)
             terms['cycle'] = cyc
             total = total + c.lambda_cycle * cyc
         if c.lambda_identity:
@@ -381,6 +388,10 @@ class TranslatorTrainer:
             terms['sem_real'] = sem
             terms['pseudo_valid'] = (pseudo != L.IGNORE_INDEX).float().mean()
             total = total + c.lambda_sem_real * sem
+        if c.lambda_sem_cycle:
+            sem = L.semantic_loss(self.seg(rec_s), y_s)
+            terms['sem_cycle'] = sem
+            total = total + c.lambda_sem_cycle * sem
         if c.lambda_feat_adv:
             feat = L.lsgan_g_loss(unwrap(self.D_feat)(self.seg.features(fake_s)),
                                   target=c.adv_gen_target)

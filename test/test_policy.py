@@ -117,3 +117,38 @@ def test_policy_rejects_non_policy_card(tmp_path):
     path = save(tmp_path / 'x', gen.state_dict(), card)
     with pytest.raises(WeightsError, match='normalization'):
         Policy.load(path)
+
+
+def test_stacked_policy_keeps_a_paced_history(tmp_path, rng):
+    """frame_stack=2: act sees (previous control step, newest frame); reset forgets."""
+    torch.manual_seed(1)
+    kwargs = {**KWARGS, 'in_channels': 6}
+    actor = build('NavActor', **kwargs).eval()
+    card = ModelCard(name='p2', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
+                     normalization=dict(NORMALIZATION),
+                     extra={'frame_stack': 2, 'control_period_s': 0.5})
+    policy = Policy.load(save(tmp_path / 'p2', actor.state_dict(), card))
+    assert policy.frame_stack == 2
+    pre = Preprocessor(size=(64, 64))
+    a, b, c = (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3))
+
+    def expect(old, new):
+        x = torch.from_numpy(np.concatenate([pre(old), pre(new)], axis=1))
+        return actor(x).argmax(1).item()
+
+    assert policy.act(a) == expect(a, a)  # first frame fills the history
+    assert policy.act(b) == expect(a, b)
+    assert policy.act(c) == expect(b, c)
+    policy.reset()
+    assert policy.act(c) == expect(c, c)
+    # With times: a frame within the control period replaces the newest slot.
+    policy.reset()
+    assert list(policy.act_batch([a, b, c], times=[0.0, 0.2, 0.6])) == [
+        expect(a, a), expect(a, b), expect(b, c)]
+    with pytest.raises(ValueError, match='times'):
+        policy.act_batch([a, b], times=[0.0])
+    # A card whose frame_stack does not match the actor's input is refused.
+    bad = ModelCard(name='p3', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
+                    normalization=dict(NORMALIZATION), extra={'frame_stack': 3})
+    with pytest.raises(WeightsError, match='frame_stack'):
+        Policy.load(save(tmp_path / 'p3', actor.state_dict(), bad))

@@ -30,6 +30,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
+from vr_goggles.actions import CONTROL_PERIOD  # noqa: E402
 from vr_goggles.nodes.ros_common import autostart  # noqa: E402
 from vr_goggles.ros_image import numpy_to_compressed, numpy_to_image  # noqa: E402
 
@@ -619,6 +620,12 @@ def test_sim_bridge_steps_from_cmd_vel_and_reports_episodes(h, monkeypatch):
     assert results[0]['steps'] == 3 and results[0]['spl'] == pytest.approx(1.0)
     assert node.done and cam and cam[-1][1].encoding == 'rgb8'
     assert cam[-1][1].header.frame_id == 'camera'
+    # Stamps are simulated time: monotonic, CONTROL_PERIOD per control period although the
+    # node steps every 0.05 s (10x faster than real time).
+    stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for _, m in cam]
+    assert all(b >= a for a, b in zip(stamps, stamps[1:]))
+    assert stamps[-1] - stamps[0] == pytest.approx(node._ticks * CONTROL_PERIOD,
+                                                   abs=2 * CONTROL_PERIOD)
 
 
 class ThreadRecordingEnv(FakeEnv):
@@ -718,6 +725,7 @@ def test_navigation_pipeline_reaches_the_chair(h):
     try:
         for k in range(scan):
             obs, info = env.reset(seed=chair_nav.EVAL_SEEDS[k])
+            policy.reset()
             done = False
             while not done:
                 obs, _, term, trunc, info = env.step(policy.act(goggles(obs)))

@@ -18,6 +18,7 @@ torch = pytest.importorskip('torch')
 from sim_training import evaluate_policy as ev  # noqa: E402
 from sim_training import train_policy  # noqa: E402
 from sim_training.export_policy import export, load_checkpoint  # noqa: E402
+from vr_goggles.frame_stack import FrameStack  # noqa: E402
 from vr_goggles.policy import Policy  # noqa: E402
 from vr_goggles.preprocess import normalize  # noqa: E402
 
@@ -82,21 +83,37 @@ def test_export_parity_with_sb3_predict(exported):
     assert card.extra['action_names'] == ['forward', 'turn_left', 'turn_right']
     assert card.metrics['training']['num_timesteps'] == 256
     model = load_checkpoint(run / train_policy.CHECKPOINT)
+    k = policy.frame_stack
+    assert k == train_policy.Args().frame_stack == card.extra['frame_stack'] > 1
+    assert card.kwargs['in_channels'] == 3 * k
     env = gym.make('VrGoggles/ChairNav-v0', domain='sim', split='eval')
-    frames = []
+    frames, starts = [], []
     obs, _ = env.reset(seed=ev.eval_seeds(1, 0)[0])
+    start = True
     rng = np.random.default_rng(0)
     for _ in range(24):
         frames.append(obs)
+        starts.append(start)
         obs, _, term, trunc, _ = env.step(int(rng.integers(3)))
-        if term or trunc:
+        start = term or trunc
+        if start:
             obs, _ = env.reset()
     env.close()
-    ours = [policy.act(f) for f in frames]
-    sb3, _ = model.predict(np.stack([normalize(f)[0] for f in frames]), deterministic=True)
+    ours = []
+    for f, new_episode in zip(frames, starts):
+        if new_episode:
+            policy.reset()
+        ours.append(policy.act(f))
+    # SB3's side sees what the training wrapper built: the same stacks, episode by episode.
+    stack, stacked = FrameStack(k), []
+    for f, new_episode in zip(frames, starts):
+        if new_episode:
+            stack.reset()
+        stacked.append(stack.push(normalize(f)[0]))
+    sb3, _ = model.predict(np.stack(stacked), deterministic=True)
     assert ours == [int(a) for a in sb3]
     # Same logits up to float noise, not just the same argmax.
-    x = torch.from_numpy(normalize(np.stack(frames)))
+    x = torch.from_numpy(np.stack(stacked))
     with torch.no_grad():
         ref = model.policy.get_distribution(x).distribution.logits
         got = torch.log_softmax(policy.module(x), dim=1)
@@ -106,8 +123,8 @@ def test_export_parity_with_sb3_predict(exported):
 def test_evaluation_is_deterministic(exported, tmp_path):
     path, _ = exported
     policy = Policy.load(path)
-    a = ev.run_episodes(policy.act, 'sim', 3, seed=5, max_episode_steps=25, progress=False)
-    b = ev.run_episodes(policy.act, 'sim', 3, seed=5, max_episode_steps=25, progress=False)
+    a = ev.run_episodes(policy, 'sim', 3, seed=5, max_episode_steps=25, progress=False)
+    b = ev.run_episodes(policy, 'sim', 3, seed=5, max_episode_steps=25, progress=False)
     assert a == b
     assert a['episodes'] == 3 and 0.0 <= a['success_ci95'][0] <= a['success_ci95'][1] <= 1.0
     assert all(e['steps'] <= 25 for e in a['per_episode'])
@@ -131,7 +148,7 @@ def test_image_transform_is_applied(exported):
         seen.append(img.shape)
         return img
 
-    ev.run_episodes(policy.act, 'real', 1, seed=0, image_transform=goggles,
+    ev.run_episodes(policy, 'real', 1, seed=0, image_transform=goggles,
                     max_episode_steps=5, progress=False)
     assert seen and seen[0] == (64, 64, 3)
 
@@ -188,3 +205,66 @@ def test_spin_penalty_wrapper():
     assert [env.step(1)[1] for _ in range(5)] == pytest.approx([0, 0, 0, -0.2, -0.2])
     assert env.step(0)[1] == 0.0  # a forward step ends the spin
     assert env.step(2)[1] == 0.0
+
+
+def test_stack_frames_wrapper_resets_per_episode():
+    import gymnasium as gym
+
+    class Counter(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (3, 2, 2), np.float32)
+        action_space = gym.spaces.Discrete(3)
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return np.full((3, 2, 2), 0.0, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.full((3, 2, 2), 0.1 * self.t, np.float32), 0.0, False, False, {}
+
+    env = train_policy.StackFrames(Counter(), 3)
+    assert env.observation_space.shape == (9, 2, 2)
+    obs, _ = env.reset()
+    assert obs.shape == (9, 2, 2) and not obs.any()
+    env.step(0)
+    obs = env.step(0)[0]
+    assert np.allclose(obs[::3, 0, 0], [0.0, 0.1, 0.2])  # oldest first
+    obs, _ = env.reset()
+    assert not obs.any()  # no frames leak from the previous episode
+
+
+def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
+    """A memoryless run warm-starts a 3-frame run that initially acts exactly like it."""
+    run = trained[0]
+    base = [a for a in TINY if a != '--no-tensorboard']
+    old_run = tmp_path / 'k1'
+    train_policy.Trainer(train_policy.parse_args(
+        [*base, '--no-tensorboard', '--frame-stack', '1', '--run-dir', str(old_run),
+         '--total-timesteps', '64'])).train()
+    old = load_checkpoint(old_run / train_policy.CHECKPOINT)
+    args = train_policy.parse_args([*base, '--no-tensorboard', '--frame-stack', '3',
+                                    '--run-dir', str(tmp_path / 'k3'), '--init-from',
+                                    str(old_run / train_policy.CHECKPOINT)])
+    venv = train_policy.make_vec_env(args)
+    try:
+        new = train_policy.Trainer(args).build(venv)
+    finally:
+        venv.close()
+    frames = torch.rand(5, 3, 64, 64) * 2 - 1
+    history = torch.rand(5, 6, 64, 64) * 2 - 1  # any older frames: their weights are zero
+    with torch.no_grad():
+        ref = old.policy.get_distribution(frames).distribution.logits
+        got = new.policy.get_distribution(torch.cat([history, frames], 1)).distribution.logits
+        assert torch.allclose(ref, got, atol=1e-6)
+        assert torch.allclose(old.policy.predict_values(frames),
+                              new.policy.predict_values(torch.cat([history, frames], 1)))
+    # A checkpoint of another architecture is refused with its path.
+    bad = train_policy.parse_args([*base, '--channels', '8,16,8', '--run-dir',
+                                   str(tmp_path / 'bad'), '--init-from',
+                                   str(run / train_policy.CHECKPOINT)])
+    venv = train_policy.make_vec_env(bad)
+    try:
+        with pytest.raises(ValueError, match='checkpoint.zip'):
+            train_policy.Trainer(bad).build(venv)
+    finally:
+        venv.close()

@@ -85,6 +85,30 @@ def test_cli_resume_matches_uninterrupted_run(tmp_path):
     assert (tmp_path / 'b' / 'tb').is_dir() and (tmp_path / 'b' / 'last.pt').exists()
 
 
+def test_semantic_cycle_term_uses_true_sim_labels():
+    """sem_cycle = CE(S(G(F(x_s))), y_s), logged under its name; it needs sim labels."""
+    from sim_training import losses as L
+
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['cyclegan'], 'preset': 'cyclegan',
+                              'warmup_steps': 0, 'lambda_sem_cycle': 1.0, 'lambda_adv': 0.0,
+                              'lambda_identity': 0.0})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    torch.manual_seed(0)
+    x_s = torch.rand(2, 3, 16, 16) * 2 - 1
+    y_s = torch.randint(0, 6, (2, 16, 16))
+    x_r = torch.rand(2, 3, 16, 16) * 2 - 1
+    total, terms, _, fake_r = tr.generator_losses(x_s, y_s, x_r)
+    with torch.no_grad():
+        want = L.semantic_loss(tr.seg(tr.G(fake_r)), y_s)
+    assert float(terms['sem_cycle'].detach()) == pytest.approx(float(want), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(
+        float((cfg.lambda_cycle * terms['cycle'] + terms['sem_cycle']).detach()), rel=1e-5)
+    unlabelled = FrameSet(images=sim.images, labels=None, name='nolabels')
+    with pytest.raises(ValueError, match='lambda_sem_cycle'):
+        TranslatorTrainer(cfg, sim=unlabelled, real=real, segmenter=_seg())
+
+
 def test_presets_and_flag_overrides():
     """Presets and flag overrides."""
     cfg = config_from_args(['--preset', 'vr_goggles', '--lambda-shift', '3', '--no-flip'])

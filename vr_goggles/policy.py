@@ -5,16 +5,24 @@ from its safetensors + card, and ``act`` applies the one preprocessing path of t
 (``vr_goggles.preprocess.Preprocessor`` at the card's input size) before a deterministic argmax.
 ``sim_training.evaluate_policy`` evaluates this very class, so the reported success rate is the
 success rate of what runs on the robot.
+
+The card's ``frame_stack`` (default 1) says how many frames the actor sees; with more than one
+the policy is stateful: every ``act`` call pushes its frame into a :class:`FrameStack` history
+(one call = one control step, or pass the frame time ``t`` and frames closer than the control
+period replace the newest slot), and :meth:`Policy.reset` starts a new history (new episode,
+interrupted stream).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import os
 from typing import Any
 
 import numpy as np
 
-from vr_goggles.actions import ACTION_NAMES, action_to_velocity
+from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
+from vr_goggles.frame_stack import FrameStack
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
@@ -36,11 +44,19 @@ class Policy:
             raise WeightsError(name or card.name,
                                f'policy has {n_actions} actions, vr_goggles.actions defines '
                                f'{len(ACTION_NAMES)} {ACTION_NAMES}')
+        self.frame_stack = int(card.extra.get('frame_stack', 1))
+        in_channels = int(card.kwargs.get('in_channels', 3))
+        if self.frame_stack < 1 or in_channels != 3 * self.frame_stack:
+            raise WeightsError(name or card.name,
+                               f'card frame_stack={self.frame_stack} needs in_channels='
+                               f'{3 * self.frame_stack}, the actor has {in_channels}')
         self.module = module
         self.card = card
         self.name = name or card.name
         keep_aspect = bool(card.extra.get('preprocessing', {}).get('keep_aspect', True))
         self.preprocessor = Preprocessor(size=tuple(card.input_size), keep_aspect=keep_aspect)
+        period = float(card.extra.get('control_period_s', CONTROL_PERIOD))
+        self.history = FrameStack(self.frame_stack, period=period)
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = 'policy_sim') -> Policy:
@@ -51,27 +67,45 @@ class Policy:
         module, card = build_module(name_or_path)
         return cls(module, card, name=str(resolve(name_or_path)))
 
-    def logits(self, images: np.ndarray | list[np.ndarray],
-               color_order: str = 'rgb') -> np.ndarray:
-        """One image or a list of images -> action logits ``(N, n_actions)``."""
+    def reset(self) -> None:
+        """Forget the frame history (a new episode, or the camera stream was interrupted)."""
+        self.history.reset()
+
+    def logits(self, images: np.ndarray | list[np.ndarray], color_order: str = 'rgb',
+               times: Sequence[float] | None = None) -> np.ndarray:
+        """One image or a list of images -> action logits ``(N, n_actions)``.
+
+        With ``frame_stack > 1`` the images are consecutive frames in time order (taken at
+        ``times`` s, optional): each one is pushed into the history and scored with it.
+        """
         import torch
 
-        x = torch.from_numpy(self.preprocessor(images, color_order))
+        x = self.preprocessor(images, color_order)  # (N, 3, H, W)
+        if self.frame_stack > 1:
+            if times is not None and len(times) != len(x):
+                raise ValueError(f'times: expected {len(x)} values, got {len(times)}')
+            x = np.stack([self.history.push(f, None if times is None else float(times[i]))
+                          for i, f in enumerate(x)])
         with torch.inference_mode():
-            return self.module(x).numpy()
+            return self.module(torch.from_numpy(x)).numpy()
 
-    def act(self, image: np.ndarray, color_order: str = 'rgb') -> int:
-        """Deterministic action index (argmax) for one camera image."""
-        return int(np.argmax(self.logits(image, color_order)[0]))
+    def act(self, image: np.ndarray, color_order: str = 'rgb', t: float | None = None) -> int:
+        """Deterministic action index (argmax) for one camera image (taken at ``t`` s)."""
+        return int(np.argmax(self.logits(image, color_order,
+                                         None if t is None else [t])[0]))
 
-    def act_batch(self, images: list[np.ndarray], color_order: str = 'rgb') -> np.ndarray:
-        """Deterministic actions for a batch of images (same preprocessing as :meth:`act`)."""
-        return np.argmax(self.logits(images, color_order), axis=1)
+    def act_batch(self, images: list[np.ndarray], color_order: str = 'rgb',
+                  times: Sequence[float] | None = None) -> np.ndarray:
+        """Deterministic actions for a batch of images (same preprocessing as :meth:`act`).
 
-    def velocity(self, image: np.ndarray,
-                 color_order: str = 'rgb') -> tuple[int, tuple[float, float]]:
+        With ``frame_stack > 1`` the images are consecutive frames in time order.
+        """
+        return np.argmax(self.logits(images, color_order, times), axis=1)
+
+    def velocity(self, image: np.ndarray, color_order: str = 'rgb',
+                 t: float | None = None) -> tuple[int, tuple[float, float]]:
         """``(action, (linear m/s, angular rad/s))`` via ``vr_goggles.actions``."""
-        action = self.act(image, color_order)
+        action = self.act(image, color_order, t)
         return action, action_to_velocity(action)
 
     __call__ = act

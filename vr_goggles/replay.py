@@ -782,8 +782,10 @@ class _Pipeline:
             t0 = time.perf_counter()
             outs = np.asarray(self.goggles.translate_batch(images))
             dt = time.perf_counter() - t0
-            actions = (np.asarray(self.policy.act_batch(list(outs))).astype(int)
-                       if self.policy is not None else None)
+            # Header stamps pace the policy's frame history (one slot per control period).
+            actions = (np.asarray(self.policy.act_batch(
+                list(outs), times=[f.stamp[0] + 1e-9 * f.stamp[1] for f in batch])).astype(int)
+                if self.policy is not None else None)
             st.translate_s += dt
             st.batch_sizes.append(len(batch))
             for k, (frame, out) in enumerate(zip(batch, outs)):

@@ -7,6 +7,10 @@ rate. The timer runs the policy on the newest image only when a new one arrived 
 deterministic), clamps the command to ``max_linear`` / ``max_angular``, and publishes zero
 velocity when no image arrived for ``stale_timeout`` seconds, on deactivate and on shutdown:
 a dead camera or goggles node stops the robot instead of replaying the last command.
+
+A frame-stacking policy (card ``frame_stack`` > 1) keeps its history across ticks, paced by the
+image header stamps (receive time for unstamped images) at the policy's control period; the
+history restarts after a stale period and on activation.
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ class PolicyNode(StopReleaseLifecycleNode):
         ret = super().on_activate(state)  # enables the publisher first
         with self._lock:
             self._latest, self._fresh = None, False
+        if self.policy is not None:
+            self.policy.reset()
         self._sub = self.create_subscription(Image, 'image_sim', self._on_image,
                                              qos_profile(self.params['input_qos']))
         self._timer = self.create_timer(1.0 / self.params['rate'], self._on_timer)
@@ -149,6 +155,8 @@ class PolicyNode(StopReleaseLifecycleNode):
             if not self.stale:
                 self.get_logger().warning(
                     f'no image_sim for {self._stale_timeout} s: publishing zero velocity')
+                if self.policy is not None:
+                    self.policy.reset()  # the history no longer describes the present
             self.stale = True
             self.stale_periods += 1
             self._publish(0.0, 0.0)
@@ -157,10 +165,10 @@ class PolicyNode(StopReleaseLifecycleNode):
             self.get_logger().info('receiving image_sim: driving')
         self.stale = False
         if fresh:
-            self._infer(latest[0])
+            self._infer(*latest)
         self._publish(*self.command)
 
-    def _infer(self, msg: Image) -> None:
+    def _infer(self, msg: Image, received_ns: int) -> None:
         try:
             rgb = self._decode(msg)
         except Exception as exc:  # noqa: BLE001 (malformed input must not stop the node)
@@ -170,7 +178,9 @@ class PolicyNode(StopReleaseLifecycleNode):
                                       throttle_duration_sec=1.0)
             return
         try:
-            action, (linear, angular) = self.policy.velocity(rgb)
+            stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+            action, (linear, angular) = self.policy.velocity(
+                rgb, t=stamp if stamp > 0 else 1e-9 * received_ns)
         except Exception as exc:  # noqa: BLE001
             self.errors += 1
             self.command = (0.0, 0.0)

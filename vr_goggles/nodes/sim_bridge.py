@@ -1,10 +1,14 @@
 """``sim_bridge``: the ChairNav simulator as a fake robot, so the ROS pipeline runs end to end.
 
-Publishes ``camera/image_raw`` (sensor_msgs/Image rgb8, stamped with the node clock) at
-``rate`` Hz and right after every step, consumes ``cmd_vel`` (Twist, or TwistStamped with
-``stamped``) and advances the simulator one step per control period (``step_period``): the
-newest command no older than ``cmd_timeout`` is mapped to a discrete action by
-``vr_goggles.actions.velocity_to_action`` (a zero command means "stand still", no step).
+Publishes ``camera/image_raw`` (sensor_msgs/Image rgb8) at ``rate`` Hz and right after every
+step, stamped with the *simulated* time: the node clock at start plus ``CONTROL_PERIOD`` per
+control period (interpolated between periods), so stamps equal the node clock when
+``step_period`` is ``CONTROL_PERIOD`` and stay one control period apart per step when the
+simulator runs faster than real time (a frame-stacking policy paces its history by them).
+It consumes ``cmd_vel`` (Twist, or TwistStamped with ``stamped``) and advances the simulator
+one step per control period (``step_period``): the newest command no older than
+``cmd_timeout`` is mapped to a discrete action by ``vr_goggles.actions.velocity_to_action``
+(a zero command means "stand still", no step).
 At the end of each episode (chair reached, simulator time limit, or ``max_periods`` control
 periods) it publishes a JSON summary on ``episode`` (std_msgs/String) and resets to the next
 layout of the split. A plain node, not a lifecycle node: it is a test fixture, not a driver.
@@ -32,7 +36,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from vr_goggles.actions import ACTION_NAMES, velocity_to_action
+from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, velocity_to_action
 from vr_goggles.nodes.params import SIM_BRIDGE_PARAMS
 from vr_goggles.nodes.ros_common import declare_parameters, main_loop, qos_profile
 
@@ -70,6 +74,10 @@ class SimBridge(Node):
         self.done = False
         limit = p['max_episode_steps'] or getattr(self.env, 'max_episode_steps', None) or 500
         self._max_periods = p['max_periods'] or 4 * int(limit)
+        # Simulated clock (see the module docstring): control periods so far, and when the
+        # last one started on the node clock.
+        self._t0_ns = self._tick_ns = self.get_clock().now().nanoseconds
+        self._ticks = 0
         self._cam = self.create_publisher(Image, 'camera/image_raw', qos_profile('sensor_data'))
         self._episode_pub = self.create_publisher(String, 'episode', 10)
         cmd_type = TwistStamped if p['stamped'] else Twist
@@ -140,6 +148,7 @@ class SimBridge(Node):
         if self.done or self._sim is None:
             return
         now = self.get_clock().now().nanoseconds
+        self._ticks, self._tick_ns = self._ticks + 1, now
         with self._lock:
             cmd = self._cmd
         action = None
@@ -165,8 +174,17 @@ class SimBridge(Node):
     def _last_info(self) -> dict[str, Any]:
         return {'start_distance': self._start.get('start_distance', math.nan)}
 
+    def sim_time_ns(self, now_ns: int) -> int:
+        """Simulated time at node-clock time ``now_ns`` (monotonic, CONTROL_PERIOD per tick)."""
+        period_ns = int(CONTROL_PERIOD * 1e9)
+        frac = (now_ns - self._tick_ns) * CONTROL_PERIOD / self.params['step_period']
+        return (self._t0_ns + self._ticks * period_ns
+                + int(min(max(frac, 0.0), 0.999 * CONTROL_PERIOD * 1e9)))
+
     def _publish_frame(self) -> None:
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params['frame_id'])
+        t = self.sim_time_ns(self.get_clock().now().nanoseconds)
+        header = Header(frame_id=self.params['frame_id'])
+        header.stamp.sec, header.stamp.nanosec = divmod(t, 10**9)
         self._cam.publish(self._encode(self.obs, 'rgb8', header=header, msg_cls=Image))
 
     def close(self) -> None:

@@ -1,0 +1,63 @@
+"""The policy's frame history: order, reset padding and control-period pacing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vr_goggles.frame_stack import FrameStack
+
+
+def frame(v: float, c: int = 3) -> np.ndarray:
+    return np.full((c, 2, 2), v, np.float32)
+
+
+def firsts(stack: np.ndarray, c: int = 3) -> list[float]:
+    return [float(x) for x in stack[::c, 0, 0]]
+
+
+def test_reset_pads_with_first_frame_and_order_is_oldest_first():
+    s = FrameStack(3)
+    assert firsts(s.push(frame(1))) == [1, 1, 1]
+    assert firsts(s.push(frame(2))) == [1, 1, 2]
+    assert firsts(s.push(frame(3))) == [1, 2, 3]
+    assert firsts(s.push(frame(4))) == [2, 3, 4]
+    assert s.push(frame(5)).shape == (9, 2, 2)
+    s.reset()
+    assert len(s) == 0
+    assert firsts(s.push(frame(7))) == [7, 7, 7]
+
+
+def test_single_frame_is_the_frame():
+    s = FrameStack(1)
+    f = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    assert np.array_equal(s.push(f), f)
+
+
+def test_frames_faster_than_the_period_replace_the_newest_slot():
+    s = FrameStack(3, period=0.5)
+    assert firsts(s.push(frame(0), t=10.0)) == [0, 0, 0]
+    # 30 Hz camera: frames within one control period only refresh the newest slot.
+    assert firsts(s.push(frame(1), t=10.1)) == [0, 0, 1]
+    assert firsts(s.push(frame(2), t=10.4)) == [0, 0, 2]
+    assert firsts(s.push(frame(3), t=10.5)) == [0, 2, 3]   # a new control step
+    assert firsts(s.push(frame(4), t=10.7)) == [0, 2, 4]
+    assert firsts(s.push(frame(5), t=11.0)) == [2, 4, 5]
+    # Without times every push is a control step.
+    assert firsts(s.push(frame(6))) == [4, 5, 6]
+    assert firsts(s.push(frame(7), t=11.5)) == [5, 6, 7]
+    # Time going backwards (a looped bag) restarts the history.
+    assert firsts(s.push(frame(9), t=1.0)) == [9, 9, 9]
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match='k'):
+        FrameStack(0)
+    with pytest.raises(ValueError, match='period'):
+        FrameStack(2, period=0.0)
+    s = FrameStack(2)
+    with pytest.raises(ValueError, match='C, H, W'):
+        s.push(np.zeros((2, 2)))
+    s.push(frame(0))
+    with pytest.raises(ValueError, match='reset'):
+        s.push(frame(0, c=1))

@@ -1,0 +1,67 @@
+"""The policy's short visual memory: the last ``k`` preprocessed frames, one control period apart.
+
+A memoryless policy cannot tell "I am pushing into a box" (the image never changes) from
+"the way is free", nor where it has already looked. Stacking the last frames gives it that
+context. Training (a Gymnasium wrapper), evaluation, the policy node and replay all stack through
+this one class, so the history a robot sees is built exactly as in training:
+
+- frames are ``(C, H, W)`` arrays (the output of :mod:`vr_goggles.preprocess`); the stack is
+  their concatenation along channels, **oldest first**, ``(k * C, H, W)``;
+- after :meth:`FrameStack.reset` the first frame fills every slot (Gymnasium's "reset" padding),
+  so the first decision sees a static scene rather than black frames;
+- in simulation every call is one control step. On a robot or in a bag frames come faster than
+  the control period: with timestamps, a frame less than ``period`` after the last kept one
+  *replaces* the newest slot instead of shifting the history, so the older slots stay one
+  control period apart whatever the camera rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+__all__ = ['FrameStack']
+
+
+class FrameStack:
+    """Rolling ``k``-frame history of ``(C, H, W)`` frames -> ``(k * C, H, W)``."""
+
+    def __init__(self, k: int, period: float | None = None):
+        if int(k) != k or k < 1:
+            raise ValueError(f'k: expected an int >= 1, got {k!r}')
+        if period is not None and not period > 0:
+            raise ValueError(f'period: expected > 0 seconds or None, got {period!r}')
+        self.k = int(k)
+        self.period = period
+        self._frames: deque[np.ndarray] = deque(maxlen=self.k)
+        self._t_kept: float | None = None
+
+    def reset(self) -> None:
+        """Forget the history (new episode, or the camera stream was interrupted)."""
+        self._frames.clear()
+        self._t_kept = None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: np.ndarray, t: float | None = None) -> np.ndarray:
+        """Add ``frame`` (taken at time ``t`` s, optional) and return the stacked history."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3:
+            raise ValueError(f'frame: expected (C, H, W), got shape {frame.shape}')
+        if self._frames and frame.shape != self._frames[-1].shape:
+            raise ValueError(f'frame: shape {frame.shape} differs from the history\'s '
+                             f'{self._frames[-1].shape}; reset() first')
+        if t is not None and self._t_kept is not None and t < self._t_kept:
+            self.reset()  # time went backwards (a looped bag, a restarted simulation)
+        if not self._frames:
+            self._frames.extend([frame] * self.k)
+            self._t_kept = t
+        elif (t is None or self.period is None or self._t_kept is None
+              or t - self._t_kept >= self.period):
+            self._frames.append(frame)  # a new control step
+            self._t_kept = t
+        else:
+            self._frames[-1] = frame    # same control step: newest frame wins
+        return np.concatenate(self._frames, axis=0)
