@@ -66,6 +66,26 @@ def load_checkpoint(checkpoint: str | os.PathLike):
     return PPO.load(checkpoint, device='cpu')
 
 
+def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
+    """The runs this one was warm-started from (``--init-from``), oldest first.
+
+    Read from each init checkpoint's ``.json`` training state, so a policy's card records the
+    whole chain of commands, steps and wall time that produced it.
+    """
+    init = args.get('init_from')
+    if not init or depth <= 0:
+        return []
+    state_path = Path(init).with_suffix('.json')
+    if not state_path.exists():
+        return [{'checkpoint': str(init), 'state': 'unknown (no training state file)'}]
+    prev = json.loads(state_path.read_text(encoding='utf-8'))
+    return [*lineage(prev.get('args', {}), depth - 1),
+            {'checkpoint': str(init), 'num_timesteps': prev.get('num_timesteps'),
+             'wall_s': prev.get('wall_s'), 'frame_stack': prev.get('args', {}).get(
+                 'frame_stack', 1),
+             'commands': [s['command'] for s in prev.get('sessions', [])]}]
+
+
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
            onnx: bool = False, metrics: dict[str, Any] | None = None) -> Path:
     """Checkpoint zip -> ``out.safetensors`` + ``out.json`` (and ``out.onnx``); returns path."""
@@ -80,6 +100,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                 if state_path.exists() else {})
     args = training.get('args', {})
     sessions = training.get('sessions', [])
+    chain = lineage(args)
+    commands = [c for stage in chain for c in stage.get('commands', [])]
+    commands += [s['command'] for s in sessions]
     size = [int(v) for v in kwargs['input_size']]
     pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
     k = int(kwargs['in_channels']) // 3
@@ -96,10 +119,16 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                  f'first (vr_goggles.frame_stack), (N, {3 * k}, H, W)' if k > 1 else '')
               + '; output logits over ACTION_NAMES, act = argmax'),
         normalization=dict(NORMALIZATION),
-        training_command=' && '.join(s['command'] for s in sessions) if sessions else '',
-        metrics={'training': {k: training.get(k) for k in (
-            'num_timesteps', 'n_updates', 'wall_s', 'steps_per_s', 'ep_success_mean',
-            'ep_len_mean')}, **(metrics or {})},
+        training_command=' && '.join(commands),
+        metrics={'training': {
+            **{k: training.get(k) for k in ('num_timesteps', 'n_updates', 'wall_s',
+                                            'steps_per_s', 'ep_success_mean', 'ep_len_mean')},
+            # The whole chain when warm-started: what it took to get here from scratch.
+            'total_timesteps_incl_init': sum(int(st.get('num_timesteps') or 0) for st in chain)
+            + int(training.get('num_timesteps') or 0),
+            'total_wall_s_incl_init': round(sum(float(st.get('wall_s') or 0) for st in chain)
+                                            + float(training.get('wall_s') or 0), 1),
+        }, **(metrics or {})},
         extra={
             'action_names': list(ACTION_NAMES),
             'action_velocities': {ACTION_NAMES[a]: list(v) for a, v in ACTION_VELOCITIES.items()},
@@ -113,6 +142,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'algorithm': 'PPO (stable-baselines3), deterministic argmax at inference',
             'hyperparameters': args,
             'training_sessions': sessions,
+            'warm_started_from': chain,
             'checkpoint': str(checkpoint),
             'versions': {'stable_baselines3': stable_baselines3.__version__,
                          'torch': torch.__version__, 'python': platform.python_version()},

@@ -268,3 +268,21 @@ def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
             train_policy.Trainer(bad).build(venv)
     finally:
         venv.close()
+
+
+def test_lineage_follows_init_from_chain(tmp_path):
+    from sim_training.export_policy import lineage
+
+    a = {'num_timesteps': 100, 'wall_s': 10.0, 'args': {'frame_stack': 1},
+         'sessions': [{'command': 'train a'}]}
+    b = {'num_timesteps': 50, 'wall_s': 5.0,
+         'args': {'frame_stack': 4, 'init_from': str(tmp_path / 'a.zip')},
+         'sessions': [{'command': 'train b'}, {'command': 'train b --resume'}]}
+    (tmp_path / 'a.json').write_text(json.dumps(a))
+    (tmp_path / 'b.json').write_text(json.dumps(b))
+    chain = lineage({'init_from': str(tmp_path / 'b.zip')})
+    assert [st['commands'] for st in chain] == [['train a'], ['train b', 'train b --resume']]
+    assert [st['num_timesteps'] for st in chain] == [100, 50]
+    assert [st['frame_stack'] for st in chain] == [1, 4]
+    assert lineage({}) == []
+    assert 'unknown' in lineage({'init_from': str(tmp_path / 'missing.zip')})[0]['state']
