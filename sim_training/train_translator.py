@@ -72,13 +72,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                    pseudo_start_step=1000, lambda_sem_cycle=1.0, antialias=True,
                    upsample='resize', lambda_shift=0.0),
     # Zhang et al. 2019: CyCADA + shift loss on both generators. The term is a *squared*
-    # error. Sweep at 64x64, 3500 steps (runs/eval_*.json; the eval set was the only held-out
-    # real data, so the weight is picked on it): transpose-conv generators at weight 10 halve
-    # CycleGAN's shift error but lose contrast (output/input contrast 0.33-0.37, mIoU 25-27);
-    # 50 and 100 collapse to near-constant grey (contrast 0.11), which scores a "perfect"
-    # shift error and flicker. With the anti-aliased generator (BlurPool downsampling,
-    # resize-conv upsampling, shared with the cycada preset) weight 3 keeps the shift error at
-    # 0.35x CycleGAN's with more contrast (0.48) and semantics (mIoU 29.2).
+    # error. Measured at 64x64, 3500 steps (the real-proxy eval set was the only held-out real
+    # data, so the weight is picked on it): plain transpose-conv generators at weight 10 halve
+    # CycleGAN's shift error but lose contrast (output/input contrast 0.33-0.37, mIoU 25-27)
+    # and drive worse than CycleGAN's in closed loop; 50 and 100 collapse to near-constant
+    # grey (contrast 0.11), which scores a "perfect" shift error and flicker. The
+    # anti-aliased generator (BlurPool downsampling, resize-conv upsampling; shared with the
+    # cycada preset) at weight 3 keeps the shift error at 0.35x CycleGAN's with more contrast
+    # (0.48) and mIoU (29.2), but an iteration costs 1.9x CycleGAN's (the architecture alone
+    # 1.3x).
     'vr_goggles': dict(lambda_sem_sim=0.1, lambda_sem_real=0.1, pseudo_refresh_every=250,
                        pseudo_start_step=1000, lambda_sem_cycle=1.0, antialias=True,
                        upsample='resize', lambda_shift=3.0),
