@@ -195,6 +195,11 @@ def test_clamp_and_age():
     assert not P.too_old(10_000_000_000, 9_500_000_000, 1.0)
     assert not P.too_old(10_000_000_000, 0, 0.0)  # 0 disables
     assert P.frame_age(1_000_000_000, 2_000_000_000) == pytest.approx(-1.0)
+    from types import SimpleNamespace as NS
+
+    msg = NS(header=NS(stamp=NS(sec=12, nanosec=345)))
+    assert P.stamp_ns(msg) == 12_000_000_345
+    assert P.stamp_ns(NS(header=NS(stamp=NS(sec=0, nanosec=0)))) == 0
 
 
 @pytest.mark.parametrize('name,node', [('goggles.yaml', 'goggles'), ('policy.yaml', 'policy')])

@@ -25,7 +25,13 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
 from vr_goggles.latest import LatestSlot
-from vr_goggles.nodes.params import GOGGLES_PARAMS, parse_output_size, target_size, too_old
+from vr_goggles.nodes.params import (
+    GOGGLES_PARAMS,
+    parse_output_size,
+    stamp_ns,
+    target_size,
+    too_old,
+)
 from vr_goggles.nodes.ros_common import (
     OK,
     WARN,
@@ -36,10 +42,6 @@ from vr_goggles.nodes.ros_common import (
     qos_profile,
 )
 from vr_goggles.rate_stats import LatencyStats, RateMeter
-
-
-def _stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 class GogglesNode(StopReleaseLifecycleNode):
@@ -140,15 +142,8 @@ class GogglesNode(StopReleaseLifecycleNode):
         self.slot.clear()
 
     def _release(self) -> None:
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
-            self._pub = None
+        super()._release()
         self.goggles = None
-
-    def close(self) -> None:
-        """Stop the worker before the node is destroyed (called by ``main``)."""
-        self._stop()
-        self.diagnostics.destroy()
 
     # -- data path --------------------------------------------------------------------------
     def _on_image(self, msg) -> None:
@@ -172,7 +167,7 @@ class GogglesNode(StopReleaseLifecycleNode):
                                         throttle_duration_sec=5.0)
 
     def _process(self, msg, t_received: float) -> None:
-        stamp = _stamp_ns(msg)
+        stamp = stamp_ns(msg)
         if self._max_age <= 0:
             pass
         elif stamp == 0:

@@ -204,6 +204,11 @@ def clamp_velocity(linear: float, angular: float, max_linear: float,
     return clamp(float(linear), max_linear), clamp(float(angular), max_angular)
 
 
+def stamp_ns(msg: Any) -> int:
+    """A message's ``header.stamp`` in integer nanoseconds (0 for an unstamped message)."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
 def frame_age(now_ns: int, stamp_ns: int) -> float:
     """Seconds between a header stamp and now (negative for stamps in the future)."""
     return (now_ns - stamp_ns) * 1e-9

@@ -24,7 +24,7 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
 from vr_goggles.actions import ACTION_NAMES
-from vr_goggles.nodes.params import POLICY_PARAMS, clamp_velocity
+from vr_goggles.nodes.params import POLICY_PARAMS, clamp_velocity, stamp_ns
 from vr_goggles.nodes.ros_common import (
     OK,
     WARN,
@@ -129,15 +129,8 @@ class PolicyNode(StopReleaseLifecycleNode):
                 pass
 
     def _release(self) -> None:
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
-            self._pub = None
+        super()._release()
         self.policy = None
-
-    def close(self) -> None:
-        """Publish a last zero command while the context is still valid (called by ``main``)."""
-        self._stop()
-        self.diagnostics.destroy()
 
     # -- data path --------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -178,9 +171,8 @@ class PolicyNode(StopReleaseLifecycleNode):
                                       throttle_duration_sec=1.0)
             return
         try:
-            stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-            action, (linear, angular) = self.policy.velocity(
-                rgb, t=stamp if stamp > 0 else 1e-9 * received_ns)
+            t_ns = stamp_ns(msg) or received_ns  # unstamped images: their receive time
+            action, (linear, angular) = self.policy.velocity(rgb, t=1e-9 * t_ns)
         except Exception as exc:  # noqa: BLE001
             self.errors += 1
             self.command = (0.0, 0.0)

@@ -30,15 +30,28 @@ class StopReleaseLifecycleNode(LifecycleNode):
     """The lifecycle transitions both nodes share, in terms of two hooks.
 
     ``_stop()`` undoes activation (unsubscribe, stop timers and workers, send a final command);
-    ``_release()`` undoes configuration (drop the model and the publisher). Deactivate stops,
-    cleanup releases, shutdown and error do both, so every path out of ``active`` is the same.
+    ``_release()`` undoes configuration: here the lifecycle publisher ``self._pub``, extended
+    by subclasses to drop their model. Deactivate stops, cleanup releases, shutdown and error
+    do both, so every path out of ``active`` is the same. ``close()`` is what ``main`` calls
+    before destroying the node, while the context is still valid.
     """
+
+    _pub = None
+    diagnostics = None
 
     def _stop(self) -> None:
         raise NotImplementedError
 
     def _release(self) -> None:
-        raise NotImplementedError
+        if self._pub is not None:
+            self.destroy_lifecycle_publisher(self._pub)
+            self._pub = None
+
+    def close(self) -> None:
+        """Stop (sending any final command), then remove the diagnostics timer."""
+        self._stop()
+        if self.diagnostics is not None:
+            self.diagnostics.destroy()
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop (see ``_stop``), then let the base class deactivate the publishers."""
