@@ -83,7 +83,12 @@ def tiny(tmp_path_factory):
     pol = models.build('NavActor', **pol_kw)
     weights.save(d / 'pol', pol.state_dict(), weights.ModelCard(
         name='pol', architecture='NavActor', kwargs=pol_kw, input_size=[64, 64]))
-    return {'gen': str(d / 'gen'), 'pol': str(d / 'pol'), 'dir': d}
+    pol2_kw = {**pol_kw, 'in_channels': 6}  # two stacked frames
+    pol2 = models.build('NavActor', **pol2_kw)
+    weights.save(d / 'pol2', pol2.state_dict(), weights.ModelCard(
+        name='pol2', architecture='NavActor', kwargs=pol2_kw, input_size=[64, 64],
+        extra={'frame_stack': 2, 'control_period_s': 0.5}))
+    return {'gen': str(d / 'gen'), 'pol': str(d / 'pol'), 'pol2': str(d / 'pol2'), 'dir': d}
 
 
 class Harness:
@@ -488,6 +493,37 @@ def test_policy_clamps_goes_zero_when_stale_and_on_deactivate(h, tiny, rng):
     assert last.linear.x == 0 and last.angular.z == 0
     time.sleep(0.3)
     assert len(got) == n
+
+
+def test_stacked_policy_history_follows_header_stamps(h, tiny, rng):
+    """A frame-stacking policy is paced by image stamps (not arrival) and restarts when stale."""
+    from builtin_interfaces.msg import Time
+
+    node = h.policy({'pol': tiny['pol2']}, rate=50.0, stale_timeout=0.3)
+    assert node.policy.frame_stack == 2
+    pushed = []
+    push = node.policy.history.push
+
+    def spy(f, t=None):
+        pushed.append(t)
+        return push(f, t)
+
+    node.policy.history.push = spy
+    pub = h.tester.create_publisher(Image, h.topic('image_sim'), qos_profile_sensor_data)
+    wait_matched(pub)
+    # Stamps 0.1 s apart in camera time, published every 0.03 s of wall time.
+    sent = []
+    for i in range(12):
+        t = 1000.0 + 0.1 * i
+        sent.append(t)
+        pub.publish(frame(h, rng, hw=(64, 64), stamp=Time(sec=int(t), nanosec=round(
+            (t - int(t)) * 1e9))))
+        time.sleep(0.03)
+    assert wait_for(lambda: pushed and pushed[-1] == pytest.approx(sent[-1]), 5)
+    assert all(any(t == pytest.approx(s) for s in sent) for t in pushed)  # stamps, not clock
+    assert len(node.policy.history) == 2
+    # No image for longer than stale_timeout: the history starts over.
+    assert wait_for(lambda: node.stale and len(node.policy.history) == 0, 5)
 
 
 def test_policy_stamped_output(h, tiny, rng):
