@@ -716,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     train(cfg, command=command)
     if dist.is_initialized():
+        dist.barrier()  # leave together: gloo aborts a peer still connected at teardown
         dist.destroy_process_group()
     return 0
 

@@ -45,6 +45,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     if rank == 0:
         torch.save({'params': gathered, 'samples': xs, 'step': tr.step},
                    os.path.join(out_dir, 'result.pt'))
+    # Both ranks leave together: a rank tearing gloo down while its peer still holds the
+    # connection aborts the peer ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
