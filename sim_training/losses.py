@@ -96,12 +96,19 @@ def shift_loss(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, i: i
 
     ``T_ij`` translates by ``i`` rows and ``j`` columns (see :mod:`vr_goggles.metrics`); the
     squared error is averaged over the region valid in both images. Pass ``y = fn(x)`` when it
-    is already computed (the training step reuses ``G(x_real)``) to save one forward pass.
-    ``(i, j) = (0, 0)`` gives exactly 0.
+    is already computed to save one forward pass. ``(i, j) = (0, 0)`` gives exactly 0.
     """
     if i == 0 and j == 0:
         return x.new_zeros(()) if y is None else y.sum() * 0.0
     if y is None:
         y = fn(x)
-    a, b = overlap_pair(y, fn(translate(x, i, j)), i, j)
+    return shift_residual(y, fn(translate(x, i, j)), i, j)
+
+
+def shift_residual(y: torch.Tensor, y_of_shifted: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    """The shift loss from outputs already computed: ``y = G(x)``, ``y_of_shifted = G(T_ij x)``.
+
+    The training step gets both from one batched generator call (see :func:`shift_loss`).
+    """
+    a, b = overlap_pair(y, y_of_shifted, i, j)
     return F.mse_loss(a.float(), b.float())

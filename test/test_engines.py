@@ -370,9 +370,11 @@ def test_model_source_other_size(source):
     assert create_engine('onnxruntime', other)(_batch(1, (64, 64))).shape == (1, 3, 64, 64)
 
 
-@pytest.mark.parametrize('variant', [{'antialias': True}, {'upsample': 'resize'}])
+@pytest.mark.parametrize('variant', [{'antialias': True}, {'upsample': 'resize'},
+                                     {'antialias': True, 'blur_first': True,
+                                      'upsample': 'resize'}])
 def test_generator_options_export_parity(variant, tmp_path):
-    """BlurPool downsampling and resize-conv upsampling survive ONNX export (<= 1e-3)."""
+    """BlurPool downsampling (either order) and resize-conv survive ONNX export (<= 1e-3)."""
     torch.manual_seed(0)
     module = build('ResnetGenerator', **KWARGS, **variant).eval()
     path = export_onnx(module, tmp_path / 'v.onnx', SIZE, dynamic_batch=True)

@@ -9,18 +9,19 @@ import torch
 
 from vr_goggles.models import build
 from vr_goggles.models.discriminator import PatchDiscriminator
-from vr_goggles.models.generator import ResnetGenerator
+from vr_goggles.models.generator import BlurPool2d, ResizeConv2d, ResnetGenerator
 from vr_goggles.models.segmenter import SegmentationNet
 from vr_goggles.semantics import NUM_CLASSES
 
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize('antialias', [False, True])
+@pytest.mark.parametrize('antialias,blur_first', [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize('upsample', ['transpose', 'resize'])
-def test_generator_shapes(antialias, upsample):
+def test_generator_shapes(antialias, blur_first, upsample):
     """Generator shapes."""
-    g = ResnetGenerator(ngf=4, n_blocks=1, n_down=2, antialias=antialias, upsample=upsample)
+    g = ResnetGenerator(ngf=4, n_blocks=1, n_down=2, antialias=antialias,
+                        blur_first=blur_first, upsample=upsample)
     y = g(torch.randn(2, 3, 32, 32))
     assert y.shape == (2, 3, 32, 32)
     assert float(y.abs().max()) <= 1.0
@@ -49,10 +50,40 @@ def test_sizes_are_keyword_only_and_registered():
     assert isinstance(build('PatchDiscriminator', ndf=4, n_layers=1), PatchDiscriminator)
     assert isinstance(build('SegmentationNet', width=4), SegmentationNet)
     with pytest.raises(ValueError):
-        ResnetGenerator(upsample='bilinear')
+        ResnetGenerator(upsample='bicubic')
+    with pytest.raises(ValueError):
+        ResnetGenerator(blur_first=True)  # blur_first without antialias
 
 
-@pytest.mark.parametrize('kwargs', [{}, {'antialias': True, 'upsample': 'resize'}])
+def test_blur_first_puts_the_conv_after_the_subsampling():
+    """With blur_first every down conv runs on the BlurPool's half-size output."""
+    g = ResnetGenerator(ngf=4, n_blocks=0, n_down=2, antialias=True, blur_first=True)
+    mods = list(g.net)
+    blurs = [i for i, m in enumerate(mods) if isinstance(m, BlurPool2d)]
+    assert len(blurs) == 2
+    assert all(isinstance(mods[i + 1], torch.nn.Conv2d) and mods[i + 1].stride == (1, 1)
+               for i in blurs)
+
+
+def test_resize_conv_equals_nearest_resize_then_reflect_padded_conv():
+    """ResizeConv2d (one low-res conv + pixel shuffle) = nn.Upsample + 3x3 conv, grads too."""
+    torch.manual_seed(0)
+    m = ResizeConv2d(5, 3)
+    x = torch.randn(2, 5, 6, 7, requires_grad=True)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(
+        torch.nn.functional.interpolate(x, scale_factor=2, mode='nearest'), (1, 1, 1, 1),
+        mode='reflect'), m.weight, m.bias)
+    y = m(x)
+    assert y.shape == (2, 3, 12, 14)
+    assert torch.allclose(y, ref, atol=1e-5)
+    g_fast = torch.autograd.grad(y.square().sum(), [x, m.weight])
+    g_ref = torch.autograd.grad(ref.square().sum(), [x, m.weight])
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g_fast, g_ref, strict=True))
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'antialias': True, 'upsample': 'resize'},
+                                    {'antialias': True, 'blur_first': True,
+                                     'upsample': 'resize'}])
 def test_generator_exports_to_onnx_opset17(kwargs):
     """Generator exports to onnx opset17."""
     pytest.importorskip('onnx')

@@ -109,6 +109,37 @@ def test_semantic_cycle_term_uses_true_sim_labels():
         TranslatorTrainer(cfg, sim=unlabelled, real=real, segmenter=_seg())
 
 
+def test_batched_generator_step_equals_separate_calls():
+    """One batched call per network gives the terms that separate calls give (vr_goggles)."""
+    from sim_training import losses as L
+
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['vr_goggles'], 'preset': 'vr_goggles',
+                              'warmup_steps': 0, 'pseudo_start_step': 0, 'size': 16})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    torch.manual_seed(1)
+    x_s = torch.rand(2, 3, 16, 16) * 2 - 1
+    y_s = torch.randint(0, 6, (2, 16, 16))
+    x_r = torch.rand(2, 3, 16, 16) * 2 - 1
+    rng_state = tr.shift_rng.get_state()
+    _, terms, fake_s, fake_r = tr.generator_losses(x_s, y_s, x_r)
+    tr.shift_rng.set_state(rng_state)
+    i, j = (int(v) for v in torch.randint(tr.max_shift, (2,), generator=tr.shift_rng))
+    G, F_, S = tr.G, tr.F, tr.seg
+    with torch.no_grad():
+        want = {
+            'identity': L.identity_loss(G(x_s), x_s) + L.identity_loss(F_(x_r), x_r),
+            'shift': L.shift_loss(G, x_r, i, j) + L.shift_loss(F_, x_s, i, j),
+            'sem_sim': L.semantic_loss(S(F_(x_s)), y_s),
+            'sem_real': L.semantic_loss(S(G(x_r)), tr._pseudo(x_r)),
+            'sem_cycle': L.semantic_loss(S(G(F_(x_s))), y_s),
+        }
+        assert torch.allclose(fake_s, G(x_r), atol=1e-5)
+        assert torch.allclose(fake_r, F_(x_s), atol=1e-5)
+    for name, value in want.items():
+        assert float(terms[name].detach()) == pytest.approx(float(value), rel=1e-4, abs=1e-7)
+
+
 def test_presets_and_flag_overrides():
     """Presets and flag overrides."""
     cfg = config_from_args(['--preset', 'vr_goggles', '--lambda-shift', '3', '--no-flip'])
