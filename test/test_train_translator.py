@@ -125,6 +125,7 @@ def test_batched_generator_step_equals_separate_calls():
     _, terms, fake_s, fake_r = tr.generator_losses(x_s, y_s, x_r)
     tr.shift_rng.set_state(rng_state)
     i, j = (int(v) for v in torch.randint(tr.max_shift, (2,), generator=tr.shift_rng))
+    assert (i, j) != (0, 0)  # a real shift (the seeded draw)
     G, F_, S = tr.G, tr.F, tr.seg
     with torch.no_grad():
         want = {
