@@ -80,7 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # grey (contrast 0.11), which scores a "perfect" shift error and flicker. The
     # anti-aliased generator (BlurPool downsampling, resize-conv upsampling; shared with the
     # cycada preset) at weight 3 keeps the shift error at 0.35x CycleGAN's with more contrast
-    # (0.48) and mIoU (29.2); an iteration costs 1.73x CycleGAN's (bf16). The cheaper
+    # (0.48) and mIoU (29.2); an iteration costs 1.76x CycleGAN's (bf16). The cheaper
     # blur_first variant (1.55-1.64x) drove the shipped policy to 5 % (1 % with bilinear
     # upsampling) vs 20 % for this one on 100 training-split layouts, so it is not the preset.
     'vr_goggles': dict(lambda_sem_sim=0.1, lambda_sem_real=0.1, pseudo_refresh_every=250,

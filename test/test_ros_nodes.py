@@ -551,16 +551,22 @@ def test_policy_stamped_output(h, tiny, rng):
 
 
 # -- real processes -----------------------------------------------------------------------------
-def test_processes_pipeline_logs_and_shutdown(h, tiny, rng, tmp_path, ros_env):
-    """goggles_node + policy_node as processes: pipeline works, errors logged, stop on SIGINT."""
+@pytest.mark.parametrize('executor,stop', [('auto', signal.SIGINT),
+                                           ('single_threaded', signal.SIGTERM)])
+def test_processes_pipeline_logs_and_shutdown(h, tiny, rng, tmp_path, ros_env, executor, stop):
+    """goggles_node + policy_node as processes: pipeline works, errors logged, stop on signal.
+
+    ``auto`` is the EventsExecutor with these (Jazzy) wheels.
+    """
     env = {**ros_env, 'VR_GOGGLES_CACHE_DIR': str(tmp_path / 'cache'), 'PYTHONUNBUFFERED': '1',
            'RCUTILS_LOGGING_BUFFERED_STREAM': '0', 'OMP_NUM_THREADS': '1'}
     ns = h.ns + 'p'
     logs = {n: tmp_path / f'{n}.log' for n in ('goggles', 'policy')}
     cmds = {
-        'goggles': ['vr_goggles.nodes.goggles_node', '-p', f'model:={tiny["gen"]}'],
+        'goggles': ['vr_goggles.nodes.goggles_node', '-p', f'model:={tiny["gen"]}',
+                    '-p', f'executor:={executor}'],
         'policy': ['vr_goggles.nodes.policy_node', '-p', f'model:={tiny["pol"]}',
-                   '-p', 'rate:=20.0'],
+                   '-p', 'rate:=20.0', '-p', f'executor:={executor}'],
     }
     procs = {}
     for name, (mod, *params) in cmds.items():
@@ -586,20 +592,47 @@ def test_processes_pipeline_logs_and_shutdown(h, tiny, rng, tmp_path, ros_env):
         for _ in range(3):
             pub.publish(bad)
             time.sleep(0.2)
-        procs['policy'].send_signal(signal.SIGINT)
+        procs['policy'].send_signal(stop)
         assert procs['policy'].wait(timeout=20) == 0, logs['policy'].read_text()
         time.sleep(0.3)
         last = cmd[-1][1]
         assert (last.linear.x, last.angular.z) == (0.0, 0.0), 'no zero command on shutdown'
-        procs['goggles'].send_signal(signal.SIGINT)
+        procs['goggles'].send_signal(stop)
         assert procs['goggles'].wait(timeout=20) == 0, logs['goggles'].read_text()
         text = logs['goggles'].read_text()
         assert 'configured' in text and 'malformed' in text and 'data' in text, text
+        assert 'Exception in' not in text + logs['policy'].read_text()  # no swallowed signal
     finally:
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_make_executor_choices(h):
+    """Executor names map to rclpy executors; events falls back only under 'auto'."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    from vr_goggles.nodes.ros_common import make_executor
+
+    def kind(name):
+        ex = make_executor(name, context=h.ctx)
+        try:
+            return type(ex).__name__
+        finally:
+            ex.shutdown()
+
+    assert kind('single_threaded') == SingleThreadedExecutor.__name__
+    try:
+        from rclpy.experimental import EventsExecutor  # noqa: F401 (Jazzy and later)
+    except ImportError:  # Humble: auto falls back, events is refused with the reason
+        assert kind('auto') == SingleThreadedExecutor.__name__
+        with pytest.raises(ValueError, match='Jazzy'):
+            make_executor('events', context=h.ctx)
+    else:
+        assert kind('auto') == kind('events') == 'EventsExecutor'
+    with pytest.raises(ValueError, match='executor'):
+        make_executor('multi', context=h.ctx)
 
 
 # -- sim_bridge (fake environment; the real one is in the integration test) -------------------

@@ -19,6 +19,7 @@ ENGINE_CHOICES = ('auto', 'tensorrt', 'torch', 'onnxruntime')
 PRECISION_CHOICES = ('fp32', 'fp16', 'bf16')
 DOMAIN_CHOICES = ('real', 'sim', 'randomized')
 SPLIT_CHOICES = ('train', 'eval')
+EXECUTOR_CHOICES = ('auto', 'events', 'single_threaded')
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ def validate(specs: tuple[ParamSpec, ...], values: dict[str, Any]) -> list[str]:
 
 
 _QOS = f'QoS profile: {" | ".join(QOS_CHOICES)}'
+_EXECUTOR = ParamSpec('executor', 'auto', "Callback executor: 'events' (rclpy's "
+                      'EventsExecutor, Jazzy and later: less latency per message), '
+                      "'single_threaded', or 'auto' (events where rclpy has it).",
+                      read_only=True, choices=EXECUTOR_CHOICES)
 
 GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('model', 'goggles_vr_goggles',
@@ -114,6 +119,7 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('autostart', True, 'Configure and activate at start-up so plain ros2 run '
               'works; false leaves the node unconfigured for a lifecycle manager.',
               read_only=True),
+    _EXECUTOR,
 )
 
 POLICY_PARAMS: tuple[ParamSpec, ...] = (
@@ -134,6 +140,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('output_qos', 'reliable', f'cmd_vel {_QOS}.', read_only=True,
               choices=QOS_CHOICES),
     ParamSpec('autostart', True, 'Configure and activate at start-up.', read_only=True),
+    _EXECUTOR,
 )
 
 SIM_BRIDGE_PARAMS: tuple[ParamSpec, ...] = (
@@ -163,6 +170,7 @@ SIM_BRIDGE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('stamped', False, 'Subscribe to TwistStamped instead of Twist.',
               read_only=True),
     ParamSpec('frame_id', 'camera', 'header.frame_id of the camera images.', read_only=True),
+    _EXECUTOR,
 )
 
 
