@@ -122,7 +122,7 @@ class _RoundTrip:
 
 
 def bench(model: str, engine: str, device: str, frames: list[np.ndarray], rate: float,
-          warmup: int, threads: int) -> dict:
+          warmup: int, threads: int, node_executor: str = 'auto') -> dict:
     """Per frame: the bare engine here, the node round trip, and a DDS-only relay round trip.
 
     The three are interleaved frame by frame (never concurrent), so they see the same machine
@@ -148,7 +148,8 @@ def bench(model: str, engine: str, device: str, frames: list[np.ndarray], rate: 
         subprocess.Popen([sys.executable, '-m', 'vr_goggles.nodes.goggles_node', '--ros-args',
                           '-r', f'__ns:={ns}/node', '-p', f'model:={model}',
                           '-p', f'engine:={engine}', '-p', f'device:={device}',
-                          '-p', 'diagnostics_period:=0.5', '--log-level', 'warn'], env=env),
+                          '-p', 'diagnostics_period:=0.5', '-p', f'executor:={node_executor}',
+                          '--log-level', 'warn'], env=env),
         subprocess.Popen([sys.executable, '-m', 'vr_goggles.bench_node', '--relay',
                           f'{ns}/relay'], env=env),
     ]
@@ -203,7 +204,8 @@ def bench(model: str, engine: str, device: str, frames: list[np.ndarray], rate: 
                     res[k].append(v)
             time.sleep(max(0.0, t_next - time.perf_counter()))
         time.sleep(1.0)
-        result = {'engine': engine, 'bare_engine': _summary(res['bare']),
+        result = {'engine': engine, 'executor': node_executor,
+                  'bare_engine': _summary(res['bare']),
                   'node_end_to_end': _summary(res['node']),
                   'dds_relay': _summary(res['relay']), 'overhead': _summary(res['overhead']),
                   'overhead_beyond_dds': _summary(res['beyond_relay']), 'lost': lost}
@@ -242,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--warmup', type=int, default=30)
     ap.add_argument('--rate', type=float, default=30.0, help='maximum frame rate (Hz)')
     ap.add_argument('--threads', type=int, default=1, help='torch/OpenMP threads, both sides')
+    ap.add_argument('--executor', default='auto', choices=('auto', 'events', 'single_threaded'),
+                    help="the node's executor parameter")
     ap.add_argument('--json', type=Path, help='also write the results here')
     ap.add_argument('--relay', metavar='NS', help=argparse.SUPPRESS)  # the baseline process
     args = ap.parse_args(argv)
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = _model_path(args.model, args.model_size, Path(tmp))
         res = bench(model, args.engine, args.device, frames, args.rate, args.warmup,
-                    args.threads)
+                    args.threads, args.executor)
     out = {'model': args.model or Path(model).name, 'device': args.device,
            'frame_size': args.size, **res}
     print(f'{"":22s}{"p50 ms":>9s}{"p90 ms":>9s}{"p99 ms":>9s}{"n":>6s}')
@@ -278,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
               f'{res["overhead_vs_node_engine_p50_ms"]:.2f} ms')
     print(f'node overhead p50 (per frame, end to end - engine here): '
           f'{res["overhead"]["p50_ms"]:.2f} ms; DDS relay alone {res["dds_relay"]["p50_ms"]:.2f}'
-          f' ms ({res["engine"]} on {args.device}, {args.size}x{args.size} rgb8 frames, '
+          f' ms ({res["engine"]} on {args.device}, executor {args.executor}, '
+          f'{args.size}x{args.size} rgb8 frames, '
           f'{res["lost"]} lost)')
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + '\n')
