@@ -50,6 +50,16 @@ def test_frames_faster_than_the_period_replace_the_newest_slot():
     assert firsts(s.push(frame(9), t=1.0)) == [9, 9, 9]
 
 
+def test_once_per_period_frames_with_jitter_each_start_a_slot():
+    """A simulator bridge stamps one frame per control period, a few ms early or late."""
+    s = FrameStack(3, period=0.5)
+    t0 = 1.795424296631e9  # epoch-sized float seconds
+    for n, jitter in enumerate([0.0, -0.004, 0.003, -0.002]):
+        out = s.push(frame(n), t=t0 + 0.5 * n + jitter)
+    assert firsts(out) == [1, 2, 3]  # every step kept, none overwritten
+    assert firsts(s.push(frame(9), t=t0 + 1.5 + 0.5 * 0.5)) == [1, 2, 9]  # mid-period: refresh
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match='k'):
         FrameStack(0)
