@@ -81,6 +81,20 @@ def test_resize_conv_equals_nearest_resize_then_reflect_padded_conv():
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g_fast, g_ref, strict=True))
 
 
+def test_resize_conv_no_grad_weight_cache_follows_weight_updates():
+    """Inference reuses the phase weight until the weight changes in place (an optimiser step)."""
+    torch.manual_seed(0)
+    m = ResizeConv2d(4, 2)
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        first = m(x)
+        assert m._inference_phase_weight() is m._inference_phase_weight()  # reused
+        m.weight.mul_(2.0)
+        second = m(x)
+    assert torch.allclose(second, m(x), atol=1e-6)  # the grad path agrees after the update
+    assert not torch.allclose(first, second)
+
+
 @pytest.mark.parametrize('kwargs', [{}, {'antialias': True, 'upsample': 'resize'},
                                     {'antialias': True, 'blur_first': True,
                                      'upsample': 'resize'}])

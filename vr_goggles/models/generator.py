@@ -54,6 +54,19 @@ class ResizeConv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(in_channels, out_channels, 3)
+        self._phase_cache: tuple[tuple, torch.Tensor] | None = None
+
+    def _inference_phase_weight(self) -> torch.Tensor:
+        """:meth:`phase_weight`, rebuilt only when the weight changes (no-grad calls only).
+
+        Rebuilding it costs 0.1-0.2 ms per layer per call on a CPU thread, 5 % of a 64x64
+        eager forward; the key follows in-place updates (``_version``), copies and moves.
+        """
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.dtype, w.device)
+        if self._phase_cache is None or self._phase_cache[0] != key:
+            self._phase_cache = (key, self.phase_weight())
+        return self._phase_cache[1]
 
     def phase_weight(self) -> torch.Tensor:
         """``(4 * out, in, 3, 3)``: phase ``(a, b)`` taps in rows ``a:a+2``, cols ``b:b+2``."""
@@ -74,7 +87,9 @@ class ResizeConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, I, H, W) -> (N, O, 2H, 2W)
         """Resize-conv as one low-resolution conv and a pixel shuffle."""
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='replicate'), self.phase_weight(), bias)
+        weight = (self.phase_weight() if torch.is_grad_enabled()
+                  else self._inference_phase_weight())
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='replicate'), weight, bias)
         return F.pixel_shuffle(y, 2)
 
 
