@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from vr_goggles.nodes.params import EXECUTOR_CHOICES
 from vr_goggles.rate_stats import percentile
 
 
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--warmup', type=int, default=30)
     ap.add_argument('--rate', type=float, default=30.0, help='maximum frame rate (Hz)')
     ap.add_argument('--threads', type=int, default=1, help='torch/OpenMP threads, both sides')
-    ap.add_argument('--executor', default='auto', choices=('auto', 'events', 'single_threaded'),
+    ap.add_argument('--executor', default='auto', choices=EXECUTOR_CHOICES,
                     help="the node's executor parameter")
     ap.add_argument('--json', type=Path, help='also write the results here')
     ap.add_argument('--relay', metavar='NS', help=argparse.SUPPRESS)  # the baseline process

@@ -237,9 +237,9 @@ def make_executor(kind: str, context=None):
     ``events`` is rclpy's EventsExecutor (``rclpy.experimental``, Jazzy and later): it
     dispatches from an event queue instead of rebuilding a wait set in Python after every
     callback, which on the goggles node's 30 Hz path is the Python work that competes with
-    the inference thread for the GIL (bench_node overhead p50 1.08-1.26 ms vs 1.43-1.50 ms
-    with the SingleThreadedExecutor, same machine, interleaved). ``auto`` takes it where
-    rclpy has it (not on Humble).
+    the inference thread for the GIL (bench_node overhead p50 0.85-0.98 ms vs 1.18-1.29 ms
+    with the SingleThreadedExecutor, 6 interleaved runs each; docs/ros.md). ``auto`` takes it
+    where rclpy has it (not on Humble).
     """
     if kind not in EXECUTOR_CHOICES:
         raise ValueError(f'executor: expected one of {EXECUTOR_CHOICES}, got {kind!r}')
