@@ -156,6 +156,8 @@ class TranslatorConfig:
     log_every: int = 25
     image_every: int = 500
     ckpt_every: int = 250
+    snapshot_every: int = 0       #: >0: also export G to out/snapshots/step_NNNNNN every N steps
+    #:                                (for picking a checkpoint by a downstream metric)
     bench_iters: int = 0          #: >0: time that many steps, print ms/step, save nothing
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -719,6 +721,8 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
             trainer.save_checkpoint(ckpt)
             if world > 1:
                 dist.barrier()
+        if rank == 0 and cfg.snapshot_every and s % cfg.snapshot_every == 0:
+            trainer.export(out / 'snapshots' / f'step_{s:06d}', command=command)
     bar.close()
     wall = time.perf_counter() - t0
     trainer.wall_s += time.perf_counter() - t_mark

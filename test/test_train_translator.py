@@ -76,13 +76,23 @@ def test_cli_resume_matches_uninterrupted_run(tmp_path):
             '--d-layers', '2', '--decay-steps', '0', '--no-progress', '--ckpt-every', '2',
             '--preset', 'cyclegan', '--precision', 'bf16', '--image-every', '2']
     full = train(config_from_args(base + ['--steps', '4', '--out', str(tmp_path / 'a')]))
-    train(config_from_args(base + ['--steps', '2', '--out', str(tmp_path / 'b')]))
+    train(config_from_args(base + ['--steps', '2', '--out', str(tmp_path / 'b'),
+                                   '--snapshot-every', '2']))
     resumed = train(config_from_args(base + ['--steps', '4', '--out', str(tmp_path / 'b'),
-                                             '--resume', 'auto']))
+                                             '--resume', 'auto', '--snapshot-every', '2']))
     assert resumed.step == 4
     for v1, v2 in zip(full.G.state_dict().values(), resumed.G.state_dict().values()):
         assert torch.equal(v1, v2)
     assert (tmp_path / 'b' / 'tb').is_dir() and (tmp_path / 'b' / 'last.pt').exists()
+    # snapshots: the generator as it was at steps 2 and 4, loadable like any shipped model
+    snaps = sorted(p.name for p in (tmp_path / 'b' / 'snapshots').iterdir())
+    assert snaps == ['step_000002.json', 'step_000002.safetensors',
+                     'step_000004.json', 'step_000004.safetensors']
+    from vr_goggles.weights import load
+    state, card = load(tmp_path / 'b' / 'snapshots' / 'step_000004')
+    assert card.extra['steps'] == 4
+    for k, v in resumed.G.state_dict().items():
+        assert torch.equal(torch.as_tensor(state[k]), v), k
 
 
 def test_semantic_cycle_term_uses_true_sim_labels():
