@@ -31,16 +31,19 @@ ENV_ID = 'VrGoggles/ChairNav-v0'
 DOMAINS = ('sim', 'real', 'randomized')
 
 
-def eval_seeds(episodes: int, seed: int) -> list[int]:
-    """``episodes`` layout seeds from ``EVAL_SEEDS``: a ``seed``-determined permutation, cycled.
+def eval_seeds(episodes: int, seed: int, split: str = 'eval') -> list[int]:
+    """``episodes`` layout seeds of ``split``: a ``seed``-determined permutation, cycled.
 
     Distinct layouts come first; only an evaluation longer than the split repeats layouts.
+    Reported figures use ``split='eval'``; ``'train'`` is for model selection (e.g.
+    ``sim_training.select_translator``), so that choosing a model never sees the test layouts.
     """
-    from sim_training.envs.chair_nav import EVAL_SEEDS
+    from sim_training.envs.chair_nav import split_seeds
 
-    pool = np.asarray(list(EVAL_SEEDS), dtype=np.int64)
+    seeds = split_seeds(split)
+    pool = np.arange(seeds.start, seeds.stop, seeds.step, dtype=np.int64)
     if pool.size == 0:
-        raise ValueError('EVAL_SEEDS is empty')
+        raise ValueError(f'the {split!r} split has no layout seeds')
     order = np.random.default_rng(seed).permutation(pool)
     return [int(order[i % pool.size]) for i in range(episodes)]
 
@@ -65,6 +68,7 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
                  seed: int = 0, image_transform: Callable[[np.ndarray], np.ndarray] | None = None,
                  *, obs_size: int = 64, max_episode_steps: int | None = None,
                  progress: bool = True, env_kwargs: dict[str, Any] | None = None,
+                 split: str = 'eval',
                  on_step: Callable[[int, np.ndarray, np.ndarray, dict[str, Any]], None]
                  | None = None) -> dict[str, Any]:
     """Run ``episodes`` evaluation episodes of ``policy_fn`` in ``domain``; return a summary.
@@ -85,12 +89,12 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
         raise ValueError(f'domain: expected one of {DOMAINS}, got {domain!r}')
     if episodes < 1:
         raise ValueError(f'episodes: expected >= 1, got {episodes}')
-    kwargs: dict[str, Any] = {'domain': domain, 'split': 'eval', 'obs_size': obs_size}
+    kwargs: dict[str, Any] = {'domain': domain, 'split': split, 'obs_size': obs_size}
     if max_episode_steps is not None:
         kwargs['max_episode_steps'] = max_episode_steps
     kwargs.update(env_kwargs or {})
     env = make_chair_env(**kwargs)
-    seeds = eval_seeds(episodes, seed)
+    seeds = eval_seeds(episodes, seed, split)
     records: list[dict[str, Any]] = []
     try:
         bar = tqdm(seeds, desc=f'eval {domain}', unit='ep', disable=not progress, leave=False)
@@ -133,7 +137,7 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
     finally:
         env.close()
     summary = summarize(records)
-    return {'domain': domain, 'seed': seed, 'split': 'eval', 'obs_size': obs_size,
+    return {'domain': domain, 'seed': seed, 'split': split, 'obs_size': obs_size,
             'image_transform': getattr(image_transform, '__name__',
                                        type(image_transform).__name__)
             if image_transform is not None else None,

@@ -160,6 +160,37 @@ def test_eval_seeds_are_eval_split_and_seeded():
     assert s == ev.eval_seeds(10, 0) and s != ev.eval_seeds(10, 1)
     assert all(v in EVAL_SEEDS and v not in TRAIN_SEEDS for v in s)
     assert len(set(s)) == min(10, len(EVAL_SEEDS))
+    t = ev.eval_seeds(10, 0, 'train')
+    assert all(v in TRAIN_SEEDS for v in t) and len(set(t)) == 10
+    with pytest.raises(ValueError, match='split'):
+        ev.eval_seeds(1, 0, 'test')
+
+
+def test_select_translator_ranks_on_training_layouts(exported, tmp_path):
+    """Candidates are driven on train-split layouts; ranking is sorted and worker-independent."""
+    from tiny_models import save_tiny_generator
+
+    from sim_training import select_translator as sel
+    from sim_training.envs.chair_nav import TRAIN_SEEDS
+
+    policy, _ = exported
+    for k in range(2):
+        save_tiny_generator(tmp_path / 'snapshots' / f'step_{k:06d}', seed=k)
+    models = sel._candidates([str(tmp_path / 'snapshots')])
+    assert models == [str(tmp_path / 'snapshots' / f'step_{k:06d}') for k in range(2)]
+    kw = dict(policy=str(policy), episodes=2, max_episode_steps=6)
+    one = sel.select(models, workers=1, **kw)
+    assert sel.select(models, workers=2, **kw) == one
+    assert sorted(r['model'] for r in one) == models
+    assert all(r['split'] == 'train' and r['episodes'] == 2 for r in one)
+    keys = [(-r['success_rate'], -r['spl']) for r in one]
+    assert keys == sorted(keys)
+    seen = []
+    r = ev.run_episodes(lambda img: 0, 'real', 2, 0, progress=False, split='train',
+                        max_episode_steps=1,
+                        on_step=lambda e, raw, img, info: seen.append(info['layout_seed']))
+    assert seen == [e['seed'] for e in r['per_episode']] == ev.eval_seeds(2, 0, 'train')
+    assert r['split'] == 'train' and all(v in TRAIN_SEEDS for v in seen)
 
 
 def test_collision_penalty_wrapper():
