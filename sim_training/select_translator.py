@@ -68,16 +68,13 @@ def _evaluate_kw(args: tuple[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _candidates(paths: list[str]) -> list[str]:
     """Model paths without suffix, one per candidate (``x.safetensors`` and ``x.json`` -> x)."""
-    out: list[str] = []
+    files: list[str] = []
     for p in paths:
         path = Path(p)
-        if path.is_dir():
-            out.extend(_candidates(sorted(str(q) for q in path.glob('*.safetensors'))))
-            continue
-        stem = str(path.with_suffix('')) if path.suffix in ('.safetensors', '.json') else p
-        if stem not in out:
-            out.append(stem)
-    return out
+        files.extend(sorted(str(q) for q in path.glob('*.safetensors')) if path.is_dir() else [p])
+    stems = (str(Path(f).with_suffix('')) if Path(f).suffix in ('.safetensors', '.json') else f
+             for f in files)
+    return list(dict.fromkeys(stems))  # first occurrence wins, order kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--seed', type=int, default=0, help='permutes the training-split layouts')
     p.add_argument('--workers', type=int, default=1)
     p.add_argument('--engine', default='torch')
+    p.add_argument('--max-episode-steps', type=int, default=None,
+                   help='episode time limit (default: the environment\'s)')
     p.add_argument('--json', type=Path, default=None)
     args = p.parse_args(argv)
     results = select(_candidates(args.models), policy=args.policy, episodes=args.episodes,
-                     seed=args.seed, workers=args.workers, engine=args.engine)
+                     seed=args.seed, workers=args.workers, engine=args.engine,
+                     max_episode_steps=args.max_episode_steps)
     for r in results:
         lo, hi = r['ci95']
         print(f"{100 * r['success_rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]  "

@@ -176,10 +176,15 @@ def test_select_translator_ranks_on_training_layouts(exported, tmp_path):
     policy, _ = exported
     for k in range(2):
         save_tiny_generator(tmp_path / 'snapshots' / f'step_{k:06d}', seed=k)
-    models = sel._candidates([str(tmp_path / 'snapshots')])
+    models = sel._candidates([str(tmp_path / 'snapshots'),
+                              str(tmp_path / 'snapshots' / 'step_000001.json')])
     assert models == [str(tmp_path / 'snapshots' / f'step_{k:06d}') for k in range(2)]
     kw = dict(policy=str(policy), episodes=2, max_episode_steps=6)
+    assert sel.main([str(tmp_path / 'snapshots'), '--policy', str(policy), '--episodes', '2',
+                     '--max-episode-steps', '6', '--json', str(tmp_path / 'sel.json')]) == 0
+    doc = json.loads((tmp_path / 'sel.json').read_text())
     one = sel.select(models, workers=1, **kw)
+    assert doc['split'] == 'train' and doc['ranking'] == one
     assert sel.select(models, workers=2, **kw) == one
     assert sorted(r['model'] for r in one) == models
     assert all(r['split'] == 'train' and r['episodes'] == 2 for r in one)
