@@ -77,17 +77,19 @@ def pseudo_labels(logits: torch.Tensor, *, threshold: float,
 
 
 def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, *,
+                  weight: torch.Tensor | None = None,
                   ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Semantic consistency (CyCADA): cross-entropy of ``segmenter(G(x))`` vs ``labels``.
 
     ``labels`` are the simulator's true labels (sim->real side) or confidence-filtered
-    pseudo-labels (real->sim side). Returns 0 (with a graph) if every pixel is ignored.
+    pseudo-labels (real->sim side). ``weight``: optional per-class weights (the weighted mean
+    of torch's cross-entropy). Returns 0 (with a graph) if every pixel is ignored.
     """
     labels = labels.long()
     valid = labels != ignore_index
     if not bool(valid.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+    return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index)
 
 
 def shift_loss(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, i: int, j: int,

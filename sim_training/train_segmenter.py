@@ -4,6 +4,11 @@ It is trained on sim frames only, with geometric augmentation only (flip, crop) 
 jitter, on purpose: it is the "source-only" model whose accuracy on real frames is the baseline
 that translation must beat, and it supplies the frozen semantic-consistency supervision.
 
+``--data`` takes several comma-separated sources. Trained on the sim *and* the simulator's
+domain-randomised frames (both carry the simulator's labels; no real label is ever used), it
+becomes the translators' pseudo-labeller (``train_translator --pseudo-segmenter``): the
+sim-only model is confidently wrong on real frames, so its pseudo-labels cannot keep the chair.
+
 ``python -m sim_training.train_segmenter --data data/sim --out vr_goggles/weights/segmenter``
 """
 
@@ -31,7 +36,7 @@ from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
 class SegmenterConfig:
     """Every setting of a segmenter run."""
 
-    data: str = ''            #: sim collector export (images + labels)
+    data: str = ''            #: labelled collector export(s), comma-separated (sim, randomized)
     eval_real: str = ''       #: optional real export with eval_labels/ (reported, not trained)
     synthetic: int = 0        #: >0: procedural frames instead of ``data`` (tests)
     size: int = 64
@@ -45,6 +50,20 @@ class SegmenterConfig:
     seed: int = 0
     threads: int = 1
     out: str = ''             #: weights path (safetensors + card); '' = do not save
+
+
+def _split(sources: list[FrameSet], val_fraction: float) -> tuple[FrameSet, FrameSet]:
+    """Train / validation sets: the last ``val_fraction`` of *each* source is held out."""
+    tr_x, tr_y, va_x, va_y = [], [], [], []
+    for f in sources:
+        n_val = max(1, int(len(f) * val_fraction))
+        tr_x.append(f.images[:-n_val])
+        tr_y.append(f.labels[:-n_val])
+        va_x.append(f.images[-n_val:])
+        va_y.append(f.labels[-n_val:])
+    name = '+'.join(f.name for f in sources)
+    return (FrameSet(np.concatenate(tr_x), np.concatenate(tr_y), name),
+            FrameSet(np.concatenate(va_x), np.concatenate(va_y), name + ':val'))
 
 
 @torch.no_grad()
@@ -71,13 +90,15 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     size = (cfg.size, cfg.size)
     if cfg.synthetic:
         frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
+        sources = [frames]
     else:
-        frames = load_source(cfg.data, size, labels='train')
-    if frames.labels is None:
-        raise ValueError(f'{frames.name}: no labels/ folder (collect with the sim domain)')
-    n_val = max(1, int(len(frames) * cfg.val_fraction))
-    train_set = FrameSet(frames.images[:-n_val], frames.labels[:-n_val], frames.name)
-    val_set = FrameSet(frames.images[-n_val:], frames.labels[-n_val:], frames.name + ':val')
+        sources = [load_source(spec, size, labels='train')
+                   for spec in cfg.data.split(',') if spec.strip()]
+    for frames in sources:
+        if frames.labels is None:
+            raise ValueError(f'{frames.name}: no labels/ folder (collect with the sim or '
+                             'randomized domain)')
+    train_set, val_set = _split(sources, cfg.val_fraction)
     model = SegmentationNet(width=cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)

@@ -57,6 +57,7 @@ from sim_training.image_pool import ImagePool
 from vr_goggles.metrics import translate
 from vr_goggles.models.discriminator import PatchDiscriminator
 from vr_goggles.models.generator import ResnetGenerator
+from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Zhu et al. 2017 (LSGAN, cycle 10, identity 0.5 * 10) with the SimGAN tricks.
@@ -129,6 +130,10 @@ class TranslatorConfig:
     pseudo_refresh_every: int = 0  #: 0: pseudo-labels from S(x_real); N: from S(G'(x_real)),
     #:                                G' = copy of G refreshed every N steps (self-training)
     pseudo_start_step: int = 0    #: the real-side semantic term is active from this step on
+    pseudo_segmenter: str = ''    #: labeller of the real-side pseudo-labels ('' = segmenter),
+    #:                                e.g. one trained on sim + domain-randomised frames
+    sem_class_weights: str = ''   #: per-class weights of every semantic CE, 'chair=4,object=2'
+    #:                                ('' = uniform; unnamed classes weigh 1)
     lambda_sem_cycle: float = 0.0  #: CE(S(G(F(x_sim))), true sim labels)
     lambda_feat_adv: float = 0.0  #: CyCADA feature-level GAN on S.features(G(x_real))
     lambda_shift: float = 0.0
@@ -174,6 +179,7 @@ class TranslatorConfig:
             raise ValueError(f'size {self.size} must be a multiple of 2^n_down')
         if self.g_steps_per_d < 1:
             raise ValueError('g_steps_per_d must be >= 1')
+        class_weights(self.sem_class_weights)  # validates the names and values
         c = copy.deepcopy(self)
         if c.decay_steps < 0:
             c.decay_steps = c.steps // 2
@@ -225,6 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------
+def class_weights(spec: str) -> list[float] | None:
+    """``'chair=4,object=2'`` -> one weight per class of :mod:`vr_goggles.semantics`.
+
+    ``''`` -> None (uniform). Rare classes (the chair covers a few percent of the pixels) need
+    the weight for the semantic terms to keep them at all.
+    """
+    if not spec.strip():
+        return None
+    weights = [1.0] * NUM_CLASSES
+    for item in spec.split(','):
+        name, sep, value = item.partition('=')
+        name = name.strip()
+        if not sep or name not in CLASS_NAMES:
+            raise ValueError(f'sem_class_weights: expected name=weight with a name from '
+                             f'{list(CLASS_NAMES)}, got {item!r}')
+        w = float(value)
+        if not w >= 0:
+            raise ValueError(f'sem_class_weights: weight of {name} must be >= 0, got {w}')
+        weights[CLASS_NAMES.index(name)] = w
+    return weights
+
+
 def unwrap(m: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper."""
     return m.module if hasattr(m, 'module') else m
@@ -293,13 +321,18 @@ class TranslatorTrainer:
         dk = dict(ndf=cfg.ndf, n_layers=cfg.d_layers)
         self.D_sim = PatchDiscriminator(**dk).to(self.device)
         self.D_real = PatchDiscriminator(**dk).to(self.device)
-        self.seg = None
+        self.seg = self.labeller = self.sem_weight = None
         if cfg.needs_segmenter():
             if segmenter is None:
                 if not cfg.segmenter:
                     raise ValueError('the semantic/feature losses need --segmenter')
                 segmenter = load_segmenter(cfg.segmenter)
             self.seg = freeze(segmenter).to(self.device)
+            # the real-side pseudo-labeller: the frozen segmenter unless another one is named
+            self.labeller = (freeze(load_segmenter(cfg.pseudo_segmenter)).to(self.device)
+                             if cfg.pseudo_segmenter else self.seg)
+            w = class_weights(cfg.sem_class_weights)
+            self.sem_weight = None if w is None else torch.tensor(w, device=self.device)
             for name in ('lambda_sem_sim', 'lambda_sem_cycle'):
                 if getattr(cfg, name) > 0 and sim.labels is None:
                     raise ValueError(f'{name} > 0 needs sim labels; {sim.name} has none')
@@ -372,7 +405,7 @@ class TranslatorTrainer:
     def _pseudo(self, x_r: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             src = x_r if self.G_pseudo is None else self.G_pseudo(x_r)
-            return L.pseudo_labels(self.seg(src), threshold=self.cfg.pseudo_threshold)
+            return L.pseudo_labels(self.labeller(src), threshold=self.cfg.pseudo_threshold)
 
     def generator_losses(self, x_s, y_s, x_r
                          ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
@@ -430,17 +463,17 @@ class TranslatorTrainer:
                                      'real': fake_s if sem_real else None,
                                      'cycle': rec_s if c.lambda_sem_cycle else None})
         if c.lambda_sem_sim:
-            sem = L.semantic_loss(logits['sim'], y_s)
+            sem = L.semantic_loss(logits['sim'], y_s, weight=self.sem_weight)
             terms['sem_sim'] = sem
             total = total + c.lambda_sem_sim * sem
         if sem_real:
             pseudo = self._pseudo(x_r)
-            sem = L.semantic_loss(logits['real'], pseudo)
+            sem = L.semantic_loss(logits['real'], pseudo, weight=self.sem_weight)
             terms['sem_real'] = sem
             terms['pseudo_valid'] = (pseudo != L.IGNORE_INDEX).float().mean()
             total = total + c.lambda_sem_real * sem
         if c.lambda_sem_cycle:
-            sem = L.semantic_loss(logits['cycle'], y_s)
+            sem = L.semantic_loss(logits['cycle'], y_s, weight=self.sem_weight)
             terms['sem_cycle'] = sem
             total = total + c.lambda_sem_cycle * sem
         if c.lambda_feat_adv:

@@ -74,6 +74,21 @@ def test_semantic_loss_uses_ignore_index():
     assert float(z) == 0.0 and torch.isfinite(logits.grad).all()
 
 
+def test_semantic_loss_class_weights_weighted_mean():
+    """Per-class weights give torch's weighted mean: sum(w_y * nll) / sum(w_y)."""
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 0, 0, 0] = 2.0             # pixel 0: class 0 favoured, label 0
+    logits[0, 0, 0, 1] = 2.0             # pixel 1: class 0 favoured, label 1 (wrong)
+    labels = torch.tensor([[[0, 1]]])
+    nll0 = -F.log_softmax(torch.tensor([2.0, 0.0]), 0)[0]
+    nll1 = -F.log_softmax(torch.tensor([2.0, 0.0]), 0)[1]
+    plain = L.semantic_loss(logits, labels)
+    assert float(plain) == pytest.approx(float((nll0 + nll1) / 2), rel=1e-6)
+    got = L.semantic_loss(logits, labels, weight=torch.tensor([1.0, 4.0]))
+    assert float(got) == pytest.approx(float((nll0 + 4 * nll1) / 5), rel=1e-6)
+    assert float(got) > float(plain)     # the up-weighted class is the misclassified one
+
+
 class _Stride2(nn.Module):
     """Stride-2 conv then nearest upsampling: output depends on input position mod 2."""
 

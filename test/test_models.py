@@ -129,3 +129,20 @@ def test_train_segmenter_tiny_saves_loadable_card(tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+
+
+def test_train_segmenter_holds_out_the_tail_of_each_source():
+    """Several --data sources: every source gives its last val_fraction to validation."""
+    import numpy as np
+
+    from sim_training.data import FrameSet
+    from sim_training.train_segmenter import _split
+
+    def frames(n, value, name):
+        img = np.full((n, 4, 4, 3), value, np.uint8)
+        return FrameSet(img, np.full((n, 4, 4), value, np.uint8), name)
+
+    train_set, val_set = _split([frames(10, 1, 'sim'), frames(20, 2, 'rand')], 0.1)
+    assert len(train_set) == 9 + 18 and len(val_set) == 1 + 2
+    assert val_set.labels[:, 0, 0].tolist() == [1, 2, 2]
+    assert train_set.name == 'sim+rand' and val_set.name == 'sim+rand:val'

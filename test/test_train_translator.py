@@ -119,6 +119,58 @@ def test_semantic_cycle_term_uses_true_sim_labels():
         TranslatorTrainer(cfg, sim=unlabelled, real=real, segmenter=_seg())
 
 
+def test_class_weights_parse_and_reject():
+    """'chair=4,object=2' -> one weight per class; unknown names and negatives refused."""
+    from sim_training.train_translator import class_weights
+    from vr_goggles.semantics import CLASS_NAMES
+
+    assert class_weights('') is None
+    w = class_weights('chair=4, object=2')
+    assert len(w) == len(CLASS_NAMES)
+    assert w[CLASS_NAMES.index('chair')] == 4.0 and w[CLASS_NAMES.index('object')] == 2.0
+    assert sum(w) == 4.0 + 2.0 + len(CLASS_NAMES) - 2
+    for bad in ('chiar=3', 'chair', 'chair=-1'):
+        with pytest.raises(ValueError, match='sem_class_weights'):
+            TranslatorConfig(sem_class_weights=bad).resolved()
+
+
+def test_pseudo_segmenter_labels_the_real_side(tmp_path):
+    """--pseudo-segmenter: pseudo-labels come from that labeller, not the frozen segmenter."""
+    from sim_training import losses as L
+    from vr_goggles.semantics import NUM_CLASSES
+    from vr_goggles.weights import ModelCard, save
+
+    labeller = SegmentationNet(width=4)
+    with torch.no_grad():             # a labeller that calls every pixel class 4, confidently
+        last = [m for m in labeller.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, 0, 0, 0, 50.0, 0][:NUM_CLASSES]))
+    path = tmp_path / 'labeller'
+    save(path, labeller.state_dict(), ModelCard(
+        name='labeller', architecture='SegmentationNet',
+        kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': 4}, input_size=[16, 16],
+        task='test labeller', training_command='', metrics={}, extra={}))
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['cycada'], 'preset': 'cycada',
+                              'pseudo_refresh_every': 0, 'pseudo_start_step': 0,
+                              'pseudo_segmenter': str(path), 'sem_class_weights': 'chair=3'})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    assert tr.labeller is not tr.seg
+    x_r = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert (tr._pseudo(x_r) == 4).all()
+    assert tr.sem_weight.tolist()[4] == 3.0
+    x_s = torch.rand(2, 3, 16, 16) * 2 - 1
+    y_s = torch.randint(0, NUM_CLASSES, (2, 16, 16))
+    _, terms, fake_s, _ = tr.generator_losses(x_s, y_s, x_r)
+    with torch.no_grad():
+        want = L.semantic_loss(tr.seg(fake_s), torch.full((2, 16, 16), 4),
+                               weight=tr.sem_weight)
+    assert float(terms['sem_real'].detach()) == pytest.approx(float(want), rel=1e-4)
+    default = TranslatorTrainer(TranslatorConfig(**{**cfg.__dict__, 'pseudo_segmenter': ''}),
+                                sim=sim, real=real, segmenter=_seg())
+    assert default.labeller is default.seg
+
+
 def test_batched_generator_step_equals_separate_calls():
     """One batched call per network gives the terms that separate calls give (vr_goggles)."""
     from sim_training import losses as L
