@@ -279,3 +279,16 @@ def test_load_source_reads_bags(tmp_path, fmt, compressed):
         assert np.array_equal(fs.images[2], want)
     with pytest.raises(ValueError, match='no topic'):
         load_source(str(bag), (16, 16), topic='/nope')
+
+
+def test_bf16_warning_only_where_bf16_is_emulated():
+    """bf16 on a CPU without native kernels is named as slow; fp32 and CUDA are never warned."""
+    from sim_training.train_translator import bf16_warning
+
+    assert bf16_warning(TranslatorConfig(precision='fp32')) == ''
+    assert bf16_warning(TranslatorConfig(precision='bf16', device='cuda')) == ''
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    msg = bf16_warning(TranslatorConfig(precision='bf16'))
+    assert (msg == '') == native
+    if not native:
+        assert 'fp32' in msg and torch.backends.cpu.get_cpu_capability() in msg
