@@ -132,8 +132,8 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
         card = ModelCard(
             name=Path(cfg.out).name, architecture='SegmentationNet',
             kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': cfg.width},
-            input_size=list(size), task='semantic segmentation of sim frames '
-            f'(classes {list(CLASS_NAMES)})', training_command=command,
+            input_size=list(size), task='semantic segmentation of simulator frames '
+            f'({train_set.name}; classes {list(CLASS_NAMES)})', training_command=command,
             metrics=metrics, extra={'config': asdict(cfg), 'preprocess': pre.card(),
                                     'classes': list(CLASS_NAMES)})
         print(f'saved {save(cfg.out, model.state_dict(), card)}', flush=True)

@@ -193,9 +193,9 @@ def test_batched_generator_step_equals_separate_calls():
         want = {
             'identity': L.identity_loss(G(x_s), x_s) + L.identity_loss(F_(x_r), x_r),
             'shift': L.shift_loss(G, x_r, i, j) + L.shift_loss(F_, x_s, i, j),
-            'sem_sim': L.semantic_loss(S(F_(x_s)), y_s),
-            'sem_real': L.semantic_loss(S(G(x_r)), tr._pseudo(x_r)),
-            'sem_cycle': L.semantic_loss(S(G(F_(x_s))), y_s),
+            'sem_sim': L.semantic_loss(S(F_(x_s)), y_s, weight=tr.sem_weight),
+            'sem_real': L.semantic_loss(S(G(x_r)), tr._pseudo(x_r), weight=tr.sem_weight),
+            'sem_cycle': L.semantic_loss(S(G(F_(x_s))), y_s, weight=tr.sem_weight),
         }
         assert torch.allclose(fake_s, G(x_r), atol=1e-5)
         assert torch.allclose(fake_r, F_(x_s), atol=1e-5)
@@ -206,8 +206,10 @@ def test_batched_generator_step_equals_separate_calls():
 def test_presets_and_flag_overrides():
     """Presets and flag overrides."""
     cfg = config_from_args(['--preset', 'vr_goggles', '--lambda-shift', '3', '--no-flip'])
-    assert cfg.lambda_shift == 3.0 and cfg.lambda_sem_real == 0.1 and cfg.flip is False
-    assert cfg.pseudo_refresh_every == 250 and cfg.pseudo_start_step == 1000
+    assert cfg.lambda_shift == 3.0 and cfg.lambda_sem_real == 1.0 and cfg.flip is False
+    assert cfg.pseudo_segmenter == 'segmenter_dr' and cfg.pseudo_refresh_every == 0
+    old = config_from_args(['--preset', 'vr_goggles', '--pseudo-refresh-every', '250'])
+    assert old.pseudo_refresh_every == 250 and old.sem_class_weights == 'chair=5,object=2'
     assert cfg.decay_steps == cfg.steps // 2
     cg = config_from_args([])
     assert cg.preset == 'cyclegan' and cg.lambda_shift == 0 and cg.lambda_sem_sim == 0
