@@ -337,8 +337,10 @@ class TranslatorTrainer:
                 segmenter = load_segmenter(cfg.segmenter)
             self.seg = freeze(segmenter).to(self.device)
             # the real-side pseudo-labeller: the frozen segmenter unless another one is named
-            self.labeller = (freeze(load_segmenter(cfg.pseudo_segmenter)).to(self.device)
-                             if cfg.pseudo_segmenter else self.seg)
+            # (loaded only when the real-side term is on)
+            self.labeller = self.seg
+            if cfg.pseudo_segmenter and cfg.lambda_sem_real > 0:
+                self.labeller = freeze(load_segmenter(cfg.pseudo_segmenter)).to(self.device)
             w = class_weights(cfg.sem_class_weights)
             self.sem_weight = None if w is None else torch.tensor(w, device=self.device)
             for name in ('lambda_sem_sim', 'lambda_sem_cycle'):
