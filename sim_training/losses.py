@@ -92,6 +92,17 @@ def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, *,
     return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index)
 
 
+def task_consistency(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Task-network consistency ``|phi(G(x)) - phi(x)|_1`` in a frozen policy's feature space.
+
+    CyCADA's semantic consistency judged by the downstream task network itself: ``phi`` is the
+    sim policy's encoder, so the translator is asked to keep what the policy looks at (a chair
+    a few pixels wide weighs little in any pixel loss). ``reference`` = ``phi`` of the
+    untranslated sim frame; it carries no gradient.
+    """
+    return F.l1_loss(features, reference.detach())
+
+
 def shift_loss(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, i: int, j: int,
                y: torch.Tensor | None = None) -> torch.Tensor:
     """VR-Goggles shift loss ``|T_ij(G(x)) - G(T_ij(x))|_2^2`` on the overlap region.

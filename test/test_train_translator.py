@@ -203,6 +203,54 @@ def test_batched_generator_step_equals_separate_calls():
         assert float(terms[name].detach()) == pytest.approx(float(value), rel=1e-4, abs=1e-7)
 
 
+def test_task_consistency_term_uses_the_frozen_policy_encoder(tmp_path):
+    """The task term is |phi(G(F(x_s))) - phi(x_s)| + |phi(G(x_s)) - phi(x_s)|, phi stacked."""
+    from sim_training import losses as L
+    from sim_training.train_translator import load_task_features
+    from vr_goggles.models.actor import NavActor
+    from vr_goggles.weights import ModelCard, WeightsError, save
+
+    torch.manual_seed(3)
+    kwargs = {'in_channels': 6, 'input_size': [40, 40], 'channels': [4, 4, 4],
+              'features_dim': 8, 'n_actions': 3}
+    actor = NavActor(**kwargs)
+    save(tmp_path / 'pol', actor.state_dict(), ModelCard(
+        name='pol', architecture='NavActor', kwargs=kwargs, input_size=[40, 40],
+        task='test policy', training_command='', metrics={}, extra={'frame_stack': 2}))
+    # the Nature-CNN encoder needs >= 36 pixels
+    sim, real = (synthetic_frames(4, (40, 40), domain=d, seed=k)
+                 for k, d in enumerate(('sim', 'real')))
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['cyclegan'], 'preset': 'cyclegan',
+                              'size': 40, 'warmup_steps': 0, 'lambda_adv': 0.0, 'lambda_task': 2.0,
+                              'task_policy': str(tmp_path / 'pol')})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real)
+    assert not any(p.requires_grad for p in tr.task.parameters())
+    x_s = torch.rand(2, 3, 40, 40) * 2 - 1
+    x_r = torch.rand(2, 3, 40, 40) * 2 - 1
+    total, terms, _, fake_r = tr.generator_losses(x_s, None, x_r)
+    phi = actor.features   # the same weights, applied by hand to the frame stacked twice
+    with torch.no_grad():
+        ref = phi(torch.cat([x_s, x_s], 1))
+        rec, idt = tr.G(fake_r), tr.G(x_s)
+        want = ((phi(torch.cat([rec, rec], 1)) - ref).abs().mean()
+                + (phi(torch.cat([idt, idt], 1)) - ref).abs().mean())
+    assert float(terms['task'].detach()) == pytest.approx(float(want), rel=1e-5)
+    assert float(terms['task'].detach()) > 0
+    assert float(total.detach()) == pytest.approx(float((
+        cfg.lambda_cycle * terms['cycle'] + cfg.lambda_identity * terms['identity']
+        + 2.0 * terms['task']).detach()), rel=1e-5)
+    assert float(L.task_consistency(ref, ref)) == 0.0
+    total.backward()   # reaches G through the frozen encoder
+    assert all(p.grad is not None for p in tr.G.parameters())
+    with pytest.raises(ValueError, match='task-policy'):
+        TranslatorConfig(lambda_task=1.0).resolved()
+    save(tmp_path / 'seg', _seg().state_dict(), ModelCard(
+        name='seg', architecture='SegmentationNet', kwargs={'width': 4},
+        input_size=[16, 16], task='', training_command='', metrics={}, extra={}))
+    with pytest.raises(WeightsError, match='NavActor'):
+        load_task_features(str(tmp_path / 'seg'))
+
+
 def test_presets_and_flag_overrides():
     """Presets and flag overrides."""
     cfg = config_from_args(['--preset', 'vr_goggles', '--lambda-shift', '3', '--no-flip'])
