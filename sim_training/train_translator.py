@@ -313,14 +313,15 @@ class PolicyFeatures(nn.Module):
 
 
 def load_task_features(name_or_path: str) -> PolicyFeatures:
-    """The frozen encoder of a shipped or exported policy (``NavActor`` + card)."""
-    from vr_goggles.weights import WeightsError, build_module
+    """The frozen encoder of a shipped or exported policy.
 
-    actor, card = build_module(name_or_path)
-    if card.architecture != 'NavActor':
-        raise WeightsError(name_or_path, f'task_policy must be a NavActor policy, card says '
-                                         f'{card.architecture!r}')
-    return PolicyFeatures(actor, int(card.extra.get('frame_stack', 1)))
+    Loaded through :class:`vr_goggles.policy.Policy`, whose checks (a ``NavActor``, frame stack
+    matching its input channels, the project's normalisation) apply here too.
+    """
+    from vr_goggles.policy import Policy
+
+    policy = Policy.load(name_or_path)
+    return PolicyFeatures(policy.module, policy.frame_stack)
 
 
 def _set_grad(modules: list[nn.Module], flag: bool) -> None:
