@@ -4,7 +4,8 @@ The presets are timed in interleaved rounds so that load from other processes on
 machine hits all of them alike; the result is the median ms per full training step (G step +
 D step) and its ratio to plain CycleGAN.
 
-``python -m sim_training.bench_translator --rounds 10 --steps 5 [--precision bf16]``
+``python -m sim_training.bench_translator --rounds 10 --steps 5 [--precision bf16]
+[--device cuda] [--repeats 5]``
 """
 
 from __future__ import annotations
@@ -38,19 +39,45 @@ def bench(presets: list[str], *, rounds: int, steps: int, overrides: dict) -> di
         trainers[name] = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=SegmentationNet())
         for _ in range(2):
             trainers[name].train_step()  # warm-up (allocator, autocast caches)
+    cuda = str(overrides.get('device', 'cpu')).startswith('cuda')
     times: dict[str, list[float]] = {n: [] for n in presets}
     for _ in range(rounds):
         for name, tr in trainers.items():
             for _ in range(steps):
+                if cuda:  # a step ends with host reads of the losses, but be explicit
+                    torch.cuda.synchronize()
                 t = time.perf_counter()
                 tr.train_step()
+                if cuda:
+                    torch.cuda.synchronize()
                 times[name].append(1000 * (time.perf_counter() - t))
     med = {n: float(np.median(v)) for n, v in times.items()}
     base = med[presets[0]]
     return {'ms_per_step': {n: round(v, 2) for n, v in med.items()},
             'ratio_to_' + presets[0]: {n: round(v / base, 3) for n, v in med.items()},
             'steps_timed': rounds * steps, 'overrides': overrides,
-            'threads': torch.get_num_threads()}
+            'threads': torch.get_num_threads(),
+            'device_name': (torch.cuda.get_device_name(torch.device(overrides['device']))
+                            if cuda else 'cpu')}
+
+
+def summarize(runs: list[dict], base: str) -> dict:
+    """Several runs -> one result: median and range of each preset's per-run ratio.
+
+    On a shared machine the run-to-run spread is the figure's error bar. One run is returned
+    as is.
+    """
+    result = dict(runs[0])
+    if len(runs) > 1:
+        key = 'ratio_to_' + base
+        per = {n: [r[key][n] for r in runs] for n in runs[0][key]}
+        result['ms_per_step'] = {n: round(float(np.median([r['ms_per_step'][n] for r in runs])),
+                                          2) for n in per}
+        result[key] = {n: round(float(np.median(v)), 3) for n, v in per.items()}
+        result['ratio_range'] = {n: [min(v), max(v)] for n, v in per.items()}
+        result['ratio_runs'] = per
+        result['repeats'] = len(runs)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,12 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--size', type=int, default=64)
     p.add_argument('--ngf', type=int, default=16)
     p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--repeats', type=int, default=1,
+                   help='independent runs (fresh trainers); the median ratio is reported')
+    p.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     p.add_argument('--json', default='')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = {'precision': args.precision, 'size': args.size, 'ngf': args.ngf,
-                 'batch_size': args.batch_size, 'threads': args.threads}
-    result = bench(args.presets, rounds=args.rounds, steps=args.steps, overrides=overrides)
+                 'batch_size': args.batch_size, 'threads': args.threads, 'device': args.device}
+    runs = [bench(args.presets, rounds=args.rounds, steps=args.steps, overrides=overrides)
+            for _ in range(args.repeats)]
+    result = summarize(runs, args.presets[0])
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:

@@ -148,6 +148,20 @@ def test_torch_compile_parity(source):
     assert np.max(np.abs(eng(x) - ref)) <= 1e-4
 
 
+@pytest.mark.slow
+def test_torch_compile_parity_antialiased_resize_generator():
+    """The shipped architecture (BlurPool, two resize-convs in a row) compiles, = eager.
+
+    Inductor once failed on its replicate padding of a pixel-shuffled tensor.
+    """
+    torch.manual_seed(0)
+    module = build('ResnetGenerator', **KWARGS, antialias=True, upsample='resize')
+    x = _batch(1)
+    ref = TorchEngine(module, input_size=SIZE)(x)
+    eng = TorchEngine(module, compile=True, input_size=SIZE)
+    assert np.max(np.abs(eng(x) - ref)) <= 1e-4
+
+
 # -- auto ---------------------------------------------------------------------------------------
 
 def test_auto_without_tensorrt_and_cuda(source, caplog):

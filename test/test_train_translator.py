@@ -342,3 +342,54 @@ def test_bf16_warning_only_where_bf16_is_emulated():
     assert (msg == '') == native
     if not native:
         assert 'fp32' in msg and torch.backends.cpu.get_cpu_capability() in msg
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16', 'fp16'])
+def test_cuda_training_steps_and_export(tmp_path, precision):
+    """On CUDA, every precision trains (fp16 through the GradScaler), and the export is G.
+
+    The CPU-loaded card reproduces the CUDA generator's output.
+    """
+    if not torch.cuda.is_available():
+        pytest.skip('no CUDA device')
+    from vr_goggles.weights import build_module
+
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['vr_goggles'], 'preset': 'vr_goggles',
+                              'pseudo_segmenter': '', 'steps': 6, 'device': 'cuda',
+                              'precision': precision, 'pseudo_threshold': 0.0})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    before = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    logs = [tr.train_step() for _ in range(6)]
+    assert all(np.isfinite(v) for log in logs for v in log.values())
+    assert {'shift', 'sem_real', 'cycle', 'D_sim'} <= set(logs[-1])
+    assert any(not torch.equal(v, tr.G.state_dict()[k]) for k, v in before.items())
+    assert (tr.scaler.get_scale() > 0) if precision == 'fp16' else not tr.scaler.is_enabled()
+    tr.export(tmp_path / 'g')
+    cpu, _ = build_module(tmp_path / 'g')
+    x = torch.from_numpy(real.images[:2]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad(), torch.backends.cudnn.flags(allow_tf32=False):
+        want = tr.G.eval()(x.cuda()).float().cpu()
+        got = cpu(x)
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_bench_translator_reports_side_by_side_ratios(tmp_path):
+    """The iteration benchmark times every preset and divides by the first one's median."""
+    from sim_training import bench_translator
+
+    out = tmp_path / 'b.json'
+    assert bench_translator.main(['--presets', 'cyclegan', 'vr_goggles', '--rounds', '1',
+                                  '--steps', '2', '--size', '32', '--ngf', '4',
+                                  '--json', str(out)]) == 0
+    r = json.loads(out.read_text())
+    ms, ratio = r['ms_per_step'], r['ratio_to_cyclegan']
+    assert set(ms) == set(ratio) == {'cyclegan', 'vr_goggles'} and ratio['cyclegan'] == 1.0
+    assert ratio['vr_goggles'] == pytest.approx(ms['vr_goggles'] / ms['cyclegan'], abs=2e-3)
+    assert r['steps_timed'] == 2 and r['device_name'] == 'cpu'
+    runs = [{'ms_per_step': {'cyclegan': 10.0, 'vr_goggles': m},
+             'ratio_to_cyclegan': {'cyclegan': 1.0, 'vr_goggles': m / 10}} for m in (15, 18, 16)]
+    s = bench_translator.summarize(runs, 'cyclegan')
+    assert s['ratio_to_cyclegan'] == {'cyclegan': 1.0, 'vr_goggles': 1.6}
+    assert s['ratio_range']['vr_goggles'] == [1.5, 1.8] and s['repeats'] == 3
+    assert s['ms_per_step']['vr_goggles'] == 16.0

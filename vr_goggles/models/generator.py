@@ -41,6 +41,17 @@ class BlurPool2d(nn.Module):
         return (y * (1.0 / 16.0)).to(x.dtype)
 
 
+def _replicate_pad1(x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, H + 2, W + 2)
+    """``F.pad(x, (1, 1, 1, 1), mode='replicate')`` as two concatenations.
+
+    For ``torch.compile`` only: Inductor (torch 2.13, CPU) fails on replicate padding of a
+    pixel-shuffled tensor ("vr must not be None"), which is what two resize-convs in a row
+    produce; eager keeps the single pad kernel.
+    """
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
+    return torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
+
+
 class ResizeConv2d(nn.Conv2d):
     """Nearest-neighbour x2 resize, then a 3x3 conv with reflection padding (Odena et al.).
 
@@ -87,10 +98,14 @@ class ResizeConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, I, H, W) -> (N, O, 2H, 2W)
         """Resize-conv as one low-resolution conv and a pixel shuffle."""
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        weight = (self.phase_weight() if torch.is_grad_enabled()
+        # under torch.compile the weight is built in the graph (freezing folds it into a
+        # constant) instead of coming from the Python-side cache
+        weight = (self.phase_weight()
+                  if torch.is_grad_enabled() or torch.compiler.is_compiling()
                   else self._inference_phase_weight())
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='replicate'), weight, bias)
-        return F.pixel_shuffle(y, 2)
+        xp = (_replicate_pad1(x) if torch.compiler.is_compiling()
+              else F.pad(x, (1, 1, 1, 1), mode='replicate'))
+        return F.pixel_shuffle(F.conv2d(xp, weight, bias), 2)
 
 
 class ResnetBlock(nn.Module):
