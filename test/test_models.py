@@ -65,6 +65,26 @@ def test_blur_first_puts_the_conv_after_the_subsampling():
                for i in blurs)
 
 
+@pytest.mark.parametrize('h,w', [(8, 10), (7, 9)])
+def test_blurpool_is_the_reflect_padded_binomial_depthwise_conv(h, w):
+    """BlurPool2d = [1, 2, 1]^T [1, 2, 1] / 16 depthwise conv, stride 2, reflection padding.
+
+    Even sizes take the concatenation path, odd ones the padded one; gradients match too.
+    """
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)
+    k1 = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+    k = (k1[:, None] * k1[None, :] / 16).expand(3, 1, 3, 3)
+    ref = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (1, 1, 1, 1), mode='reflect'), k, stride=2, groups=3)
+    y = BlurPool2d(channels=3)(x)
+    assert y.dtype == torch.float64 and y.shape == ref.shape == (2, 3, (h + 1) // 2, (w + 1) // 2)
+    assert torch.allclose(y, ref.float().double(), atol=1e-6)
+    g = torch.autograd.grad(y.square().sum(), x)[0]
+    g_ref = torch.autograd.grad(ref.square().sum(), x)[0]
+    assert torch.allclose(g, g_ref, atol=1e-5)
+
+
 def test_resize_conv_equals_nearest_resize_then_reflect_padded_conv():
     """ResizeConv2d (one low-res conv + pixel shuffle) = nn.Upsample + 3x3 conv, grads too."""
     torch.manual_seed(0)
