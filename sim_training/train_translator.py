@@ -98,11 +98,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # grey (contrast 0.11), which scores a "perfect" shift error and flicker. The
     # anti-aliased generator (BlurPool downsampling, resize-conv upsampling; shared with the
     # cycada preset) at weight 3 keeps the shift error at 0.35x CycleGAN's with more contrast
-    # (0.48) and mIoU (29.2); an iteration costs 1.6-1.77x CycleGAN's (CPU bf16). The cheaper
-    # blur_first variant (1.55-1.64x) drove the shipped policy to 5 % (1 % with bilinear
+    # (0.48) and mIoU (29.2); an iteration costs 1.56x CycleGAN's (CPU bf16, median of 10).
+    # The cheaper blur_first variant drove the shipped policy to 5 % (1 % with bilinear
     # upsampling) vs 20 % for this one on 100 training-split layouts, so it is not the preset.
-    # Shifting G alone (shift_both=False, ~1.56x) drove worse too: three seeds (trained on an
-    # H200) reached 1-23 % on the training layouts vs 8-39 % with both generators shifted.
+    # Shifting G alone (shift_both=False, ~10 % cheaper) drove worse too: three seeds (trained
+    # on an H200) reached 1-23 % on the training layouts vs 8-39 % with both shifted.
     'vr_goggles': dict(lambda_sem_sim=0.1, lambda_sem_real=1.0, pseudo_segmenter='segmenter_dr',
                        pseudo_refresh_every=0, pseudo_start_step=0, lambda_sem_cycle=1.0,
                        sem_class_weights='chair=5,object=2', antialias=True,
