@@ -393,3 +393,18 @@ def test_bench_translator_reports_side_by_side_ratios(tmp_path):
     assert s['ratio_to_cyclegan'] == {'cyclegan': 1.0, 'vr_goggles': 1.6}
     assert s['ratio_range']['vr_goggles'] == [1.5, 1.8] and s['repeats'] == 3
     assert s['ms_per_step']['vr_goggles'] == 16.0
+
+
+def test_bench_translator_on_cuda_names_the_device(tmp_path):
+    """``--device cuda`` times synchronised steps on the GPU and records which one."""
+    if not torch.cuda.is_available():
+        pytest.skip('no CUDA device')
+    from sim_training import bench_translator
+
+    out = tmp_path / 'b.json'
+    assert bench_translator.main(['--presets', 'cyclegan', 'vr_goggles', '--rounds', '1',
+                                  '--steps', '2', '--size', '32', '--ngf', '4', '--device',
+                                  'cuda', '--repeats', '2', '--json', str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r['device_name'] == torch.cuda.get_device_name(0) and r['repeats'] == 2
+    assert r['ms_per_step']['vr_goggles'] > 0 and r['overrides']['device'] == 'cuda'

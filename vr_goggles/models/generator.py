@@ -43,12 +43,12 @@ class BlurPool2d(nn.Module):
             y = F.pad(y, (1, 1, 1, 1), mode='reflect')  # (N, C, H + 2, W + 2)
             y = y[:, :, 0:-2:2] + 2.0 * y[:, :, 1:-1:2] + y[:, :, 2::2]
             y = y[..., 0:-2:2] + 2.0 * y[..., 1:-1:2] + y[..., 2::2]
-            return (y * (1.0 / 16.0)).to(x.dtype)
-        # rows: out[r] = in[2r - 1] + 2 in[2r] + in[2r + 1], in[-1] reflected to in[1]
-        even, odd = y[:, :, 0::2], y[:, :, 1::2]  # (N, C, H/2, W) each
-        y = torch.cat([odd[:, :, :1], odd[:, :, :-1]], dim=2) + 2.0 * even + odd
-        even, odd = y[..., 0::2], y[..., 1::2]  # columns alike: (N, C, H/2, W/2) each
-        y = torch.cat([odd[..., :1], odd[..., :-1]], dim=3) + 2.0 * even + odd
+        else:
+            # rows: out[r] = in[2r - 1] + 2 in[2r] + in[2r + 1], in[-1] reflected to in[1]
+            even, odd = y[:, :, 0::2], y[:, :, 1::2]  # (N, C, H/2, W) each
+            y = torch.cat([odd[:, :, :1], odd[:, :, :-1]], dim=2) + 2.0 * even + odd
+            even, odd = y[..., 0::2], y[..., 1::2]  # columns alike: (N, C, H/2, W/2) each
+            y = torch.cat([odd[..., :1], odd[..., :-1]], dim=3) + 2.0 * even + odd
         return (y * (1.0 / 16.0)).to(x.dtype)
 
 
@@ -113,10 +113,7 @@ class ResizeConv2d(nn.Conv2d):
         """Resize-conv as one low-resolution conv, four phase crops and a pixel shuffle."""
         n, _, h, w = x.shape
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        # under torch.compile the weight is built in the graph (freezing folds it into a
-        # constant) instead of coming from the Python-side cache
-        weight = (self.phase_weight()
-                  if torch.is_grad_enabled() or torch.compiler.is_compiling()
+        weight = (self.phase_weight() if torch.is_grad_enabled()
                   else self._inference_phase_weight())
         xp = (_replicate_pad1(x) if torch.compiler.is_compiling()
               else F.pad(x, (1, 1, 1, 1), mode='replicate'))  # (N, I, H + 2, W + 2)
