@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--domain', choices=DOMAINS, default='sim')
     p.add_argument('--episodes', type=int, default=200)
     p.add_argument('--seed', type=int, default=0, help='picks the evaluation layouts')
+    p.add_argument('--split', choices=('eval', 'train'), default='eval',
+                   help='layouts to run: eval (reported figures) or train (choosing a '
+                        'checkpoint without looking at the evaluation layouts)')
     p.add_argument('--max-episode-steps', type=int, default=None,
                    help="override the environment's episode limit")
     p.add_argument('--json', default=None, help='write the full result here')
@@ -164,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Evaluate, print one summary line, optionally write JSON / update the card."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.update_card and args.split != 'eval':
+        parser.error('--update-card records evaluation-split figures only (--split eval)')
     import torch
 
     torch.set_num_threads(1)
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result = run_episodes(policy, args.domain, args.episodes, args.seed,
                           max_episode_steps=args.max_episode_steps,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, split=args.split)
     wall = time.perf_counter() - t0
     result['policy'] = policy.card.name
     print(format_summary(result, f'{policy.card.name} in {args.domain}'))

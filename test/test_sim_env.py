@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -174,6 +175,39 @@ def test_oracle_succeeds(envs):
             successes += 1
             assert info['distance'] <= SUCCESS_DISTANCE and reward > 4.0
     assert successes >= 5
+
+
+def _geometry(obstacles=()):
+    """A 4 m x 4 m room, robot at (0.5, 2), chair at (3.5, 2), the given (x, z, radius) discs."""
+    from types import SimpleNamespace as NS
+
+    agent = NS(pos=np.array([0.5, 0.0, 2.0]), radius=0.25, dir=0.0)
+    chair = NS(pos=np.array([3.5, 0.0, 2.0]), radius=0.4)
+    ents = [agent, chair] + [NS(pos=np.array([x, 0.0, z]), radius=r) for x, z, r in obstacles]
+    env = NS(room=NS(min_x=0.0, max_x=4.0, min_z=0.0, max_z=4.0), agent=agent, chair=chair,
+             entities=ents, layout_seed=len(obstacles))
+    env.unwrapped = env
+    return env
+
+
+def test_geodesic_distance_known_answers():
+    # Free room: the straight line to the success region (chair distance 3 m - 1.0 m), up to
+    # the 8-connected grid's excess over Euclid (<= 8 %) and one cell.
+    free = Oracle(_geometry(), margin=0.0)
+    assert free.geodesic_distance() == pytest.approx(2.0, abs=0.1)
+    # A wall of discs across the room from z = 0.8 m to the far wall: the path goes around it
+    # through the gap at z < 0.55 m, about 3.4 m, much longer than the straight line.
+    wall = [(2.0, z, 0.3) for z in (1.1, 1.5, 1.9, 2.3, 2.7, 3.1, 3.5)]
+    around = Oracle(_geometry(wall), margin=0.0)
+    d = around.geodesic_distance()
+    assert d is not None and 3.0 < d < 3.8
+    # Inside the planner's inflated border the distance stays finite (nearest planned cell).
+    around.env.agent.pos = np.array([1.5, 0.0, 2.3])  # 0.5 m from a disc, inflated 0.55
+    assert math.isinf(around.path_distance())
+    assert 2.8 < around.geodesic_distance() < 3.6
+    # Walled in completely (a robot standing inside that wall's inflated discs): no path.
+    box = [(1.0, z, 0.35) for z in np.arange(0.0, 4.01, 0.3)]
+    assert Oracle(_geometry(box), margin=0.0).geodesic_distance() is None
 
 
 def test_real_proxy_gap(envs):

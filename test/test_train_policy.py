@@ -34,7 +34,8 @@ def trained(tmp_path_factory):
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp('run')
     first = train_policy.Trainer(train_policy.parse_args(
-        [*TINY, '--run-dir', str(run), '--total-timesteps', '128'])).train()
+        [*TINY, '--run-dir', str(run), '--total-timesteps', '128',
+         '--keep-checkpoints'])).train()
     second = train_policy.Trainer(train_policy.parse_args(
         [*TINY, '--run-dir', str(run), '--total-timesteps', '256', '--resume'])).train()
     return run, first, second
@@ -62,6 +63,11 @@ def test_checkpoint_and_resume_keep_counters(trained):
     assert model.num_timesteps == 256 and model._n_updates == 4
     state = json.loads((run / train_policy.STATE).read_text())
     assert state['num_timesteps'] == 256
+    # --keep-checkpoints (first session only): each periodic checkpoint with its state.
+    kept = sorted((run / 'checkpoints').glob('*.zip'))
+    assert [p.name for p in kept] == ['checkpoint_128.zip', 'checkpoint_64.zip']
+    assert load_checkpoint(kept[1]).num_timesteps == 64
+    assert json.loads(kept[0].with_suffix('.json').read_text())['num_timesteps'] == 128
 
 
 @pytest.fixture(scope='module')
@@ -137,6 +143,15 @@ def test_evaluation_is_deterministic(exported, tmp_path):
                         '--no-progress']) == 0
         outs.append(out.read_text())
     assert outs[0] == outs[1]
+    # --split train runs training layouts (checkpoint choice) and never touches the card.
+    out = tmp_path / 'train.json'
+    assert ev.main(['--policy', str(path), '--episodes', '2', '--split', 'train',
+                    '--max-episode-steps', '5', '--json', str(out), '--no-progress']) == 0
+    train = json.loads(out.read_text())
+    assert train['split'] == 'train'
+    assert [e['seed'] for e in train['per_episode']] == ev.eval_seeds(2, 0, 'train')
+    with pytest.raises(SystemExit):
+        ev.main(['--policy', str(path), '--split', 'train', '--update-card'])
 
 
 def test_image_transform_is_applied(exported):
@@ -221,6 +236,56 @@ def test_collision_penalty_wrapper():
     assert env.step(0)[1] == pytest.approx(-0.51)
     env.reset()
     assert env.step(1)[1] == pytest.approx(-0.01)
+
+
+def test_geodesic_progress_wrapper():
+    """Only the progress term changes.
+
+    Turns keep the env's reward, and over an episode the rewards differ by exactly the
+    (geodesic - straight-line) start-to-end progress.
+    """
+    import gymnasium as gym
+
+    from sim_training.envs.oracle import Oracle
+    from vr_goggles.actions import FORWARD
+
+    class Raw(gym.Wrapper):
+        def step(self, action):
+            out = self.env.step(action)
+            self.last = out[1]
+            return out
+
+    raw = Raw(gym.make(train_policy.ENV_ID, domain='sim', obs_size=16))
+    env = train_policy.GeodesicProgress(raw)
+    oracle = Oracle(env)
+    try:
+        _, info = env.reset(seed=1008925)  # an evaluation layout with the chair behind a desk
+        geo0, euc0 = env._geo, info['distance']
+        assert geo0 > euc0 - 1.1 + 0.3  # the planned path is much longer than the straight one
+        total = total_raw = 0.0
+        forward = 0
+        for _ in range(120):
+            action = oracle.act(info)
+            _, reward, term, trunc, info = env.step(action)
+            total, total_raw = total + reward, total_raw + raw.last
+            if action != FORWARD:
+                assert reward == raw.last
+            else:
+                forward += 1
+            if term or trunc:
+                break
+        assert info['success'] and forward > 5
+        assert total - total_raw == pytest.approx((geo0 - env._geo) - (euc0 - info['distance']),
+                                                  abs=1e-9)
+    finally:
+        env.close()
+
+
+def test_progress_reward_flag():
+    assert train_policy.parse_args([]).progress_reward == 'euclidean'
+    assert train_policy.parse_args(['--progress-reward', 'geodesic']).progress_reward == 'geodesic'
+    with pytest.raises(SystemExit):
+        train_policy.parse_args(['--progress-reward', 'manhattan'])
 
 
 def test_spin_penalty_wrapper():

@@ -16,6 +16,9 @@ import numpy as np
 from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT, TURN_STEP
 
 _SQRT2 = math.sqrt(2.0)
+# How far inside the planner's inflated obstacles a robot can stand: a box's bounding disc
+# reaches up to ~0.3 m past its side (0.9 x 0.35 m box), plus the margin and a cell.
+_BORDER_REACH = 0.5
 
 
 class Oracle:
@@ -31,6 +34,7 @@ class Oracle:
         self.margin = margin
         self._key: tuple | None = None
         self.field: np.ndarray | None = None
+        self._finite: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # Grid cell (i, j) covers world x = (j + 0.5) * res, z = (i + 0.5) * res (room from 0).
 
@@ -73,6 +77,7 @@ class Oracle:
                 break
         self.field = field * self.res
         self._grid = (room.min_x, room.min_z, nx, nz)
+        self._finite: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _cell(self, x: float, z: float) -> tuple[int, int]:
         x0, z0, nx, nz = self._grid
@@ -85,6 +90,34 @@ class Oracle:
         self._ensure_plan()
         assert self.field is not None
         return float(self.field[self._cell(self.env.agent.pos[0], self.env.agent.pos[2])])
+
+    def geodesic_distance(self) -> float | None:
+        """Shortest obstacle-avoiding distance (m) from the robot to the success region.
+
+        Unlike :meth:`path_distance` it is finite wherever the robot can stand: a robot inside
+        the planner's inflated border (the bounding discs of boxes are conservative) gets the
+        nearest planned cell's distance plus the straight step to it (cells within
+        ``_BORDER_REACH``). None if the success region is unreachable from here. Policy
+        training shapes its reward with it: a detour around an obstacle is progress, where the
+        straight-line distance calls it a loss.
+        """
+        self._ensure_plan()
+        assert self.field is not None
+        x, z = float(self.env.agent.pos[0]), float(self.env.agent.pos[2])
+        here = float(self.field[self._cell(x, z)])
+        if math.isfinite(here):
+            return here
+        if self._finite is None:
+            ii, jj = np.nonzero(np.isfinite(self.field))
+            x0, z0, _, _ = self._grid
+            self._finite = ((jj + 0.5) * self.res + x0, (ii + 0.5) * self.res + z0,
+                            self.field[ii, jj])
+        xs, zs, vals = self._finite
+        step = np.hypot(xs - x, zs - z)
+        near = step <= _BORDER_REACH
+        if not near.any():  # walled off from the chair
+            return None
+        return float(np.min(vals[near] + step[near]))
 
     def _ensure_plan(self) -> None:
         key = (self.env.layout_seed, id(self.env.chair))
