@@ -259,9 +259,9 @@ class GeodesicProgress(gym.Wrapper):
     The reward keeps the env's step cost, collision and success terms; its
     ``PROGRESS_REWARD * (d_prev - d)`` with ``d`` the straight-line distance to the chair is
     replaced by the same with ``d`` the geodesic distance to the success region
-    (:meth:`sim_training.envs.oracle.Oracle.geodesic_distance`). Both are potential-based
-    shaping, so the best policy is unchanged; only the geodesic one calls a detour progress.
-    Uses true positions, so it exists in training only, never at evaluation.
+    (:meth:`sim_training.envs.oracle.Oracle.geodesic_distance`). Both reward the drop of a
+    distance to the goal; only the geodesic one calls a detour progress. Uses true positions,
+    so it exists in training only, never at evaluation.
     """
 
     def __init__(self, env: gym.Env):

@@ -77,7 +77,7 @@ class Oracle:
                 break
         self.field = field * self.res
         self._grid = (room.min_x, room.min_z, nx, nz)
-        self._finite: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._finite = None  # planned cells, gathered on the first off-grid query
 
     def _cell(self, x: float, z: float) -> tuple[int, int]:
         x0, z0, nx, nz = self._grid
