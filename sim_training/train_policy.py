@@ -344,7 +344,8 @@ class NavFeaturesExtractor(BaseFeaturesExtractor):
 
         The batch goes in channels-last: oneDNN's weight gradient of the first (8x8, stride 4)
         conv is then faster on CPU with 4 stacked frames (116 vs 158 ms forward + backward
-        at batch 256, one thread), the bulk of a PPO update. Same function, same weights.
+        at batch 256, one thread), the bulk of a PPO update: 278 vs 236 training steps/s
+        (one thread, 28k steps after a warm start). Same function, same weights.
         """
         return self.encoder(observations.contiguous(memory_format=torch.channels_last))
 
