@@ -266,9 +266,11 @@ class GeodesicProgress(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
+        from sim_training.envs.chair_nav import PROGRESS_REWARD
         from sim_training.envs.oracle import Oracle
 
         self.oracle = Oracle(env, margin=0.0)
+        self.weight = PROGRESS_REWARD
         self._euclid = 0.0
         self._geo: float | None = None
 
@@ -281,14 +283,12 @@ class GeodesicProgress(gym.Wrapper):
 
     def step(self, action):
         """The env's step, its straight-line progress term swapped for the geodesic one."""
-        from sim_training.envs.chair_nav import PROGRESS_REWARD
-
         obs, reward, terminated, truncated, info = self.env.step(action)
         euclid = float(info['distance'])
         geo = self.oracle.geodesic_distance()
         if geo is not None and self._geo is not None:  # else (no path): keep straight-line
-            reward = (float(reward) - PROGRESS_REWARD * (self._euclid - euclid)
-                      + PROGRESS_REWARD * (self._geo - geo))
+            reward = (float(reward) - self.weight * (self._euclid - euclid)
+                      + self.weight * (self._geo - geo))
         self._euclid, self._geo = euclid, geo
         return obs, reward, terminated, truncated, info
 

@@ -277,6 +277,11 @@ def test_geodesic_progress_wrapper():
         assert info['success'] and forward > 5
         assert total - total_raw == pytest.approx((geo0 - env._geo) - (euc0 - info['distance']),
                                                   abs=1e-9)
+        # No planned path (walled off): the env's straight-line reward is kept as it is.
+        _, info = env.reset(seed=1008925)
+        env.oracle.geodesic_distance = lambda: None
+        _, reward, *_ = env.step(FORWARD)
+        assert reward == raw.last and env._geo is None
     finally:
         env.close()
 

@@ -101,12 +101,11 @@ class Oracle:
         training shapes its reward with it: a detour around an obstacle is progress, where the
         straight-line distance calls it a loss.
         """
-        self._ensure_plan()
-        assert self.field is not None
-        x, z = float(self.env.agent.pos[0]), float(self.env.agent.pos[2])
-        here = float(self.field[self._cell(x, z)])
+        here = self.path_distance()
         if math.isfinite(here):
             return here
+        assert self.field is not None
+        x, z = float(self.env.agent.pos[0]), float(self.env.agent.pos[2])
         if self._finite is None:
             ii, jj = np.nonzero(np.isfinite(self.field))
             x0, z0, _, _ = self._grid
