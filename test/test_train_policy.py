@@ -293,6 +293,42 @@ def test_progress_reward_flag():
         train_policy.parse_args(['--progress-reward', 'manhattan'])
 
 
+def test_detour_layouts_wrapper():
+    """keep=1 draws what the bare env draws; a tiny keep draws detour layouts only."""
+    import gymnasium as gym
+
+    def env(keep):
+        bare = gym.make(train_policy.ENV_ID, domain='sim', obs_size=16)
+        return bare, train_policy.DetourLayouts(bare, keep, margin=0.3)
+
+    bare, uniform = env(1.0)
+    try:
+        seeds = [uniform.reset(seed=5)[1]['layout_seed']]
+        seeds += [uniform.reset()[1]['layout_seed'] for _ in range(5)]
+        assert uniform.redraws == 0
+        ref = gym.make(train_policy.ENV_ID, domain='sim', obs_size=16)
+        assert seeds == [ref.reset(seed=5)[1]['layout_seed'],
+                         *[ref.reset()[1]['layout_seed'] for _ in range(5)]]
+        ref.close()
+    finally:
+        bare.close()
+    bare, detours = env(1e-9)
+    try:
+        _, info = detours.reset(seed=1008925)  # the chair behind a desk: kept at once
+        assert info['layout_seed'] == 1008925 and detours.redraws == 0
+        assert detours.detour(info) >= 0.3
+        for _ in range(5):
+            _, info = detours.reset()
+            assert detours.detour(info) >= 0.3
+        assert detours.redraws > 0  # about 2 of 3 training layouts are not detours
+    finally:
+        bare.close()
+    with pytest.raises(ValueError, match='keep'):
+        train_policy.DetourLayouts(bare, 0.0, margin=0.3)
+    with pytest.raises(SystemExit):
+        train_policy.parse_args(['--detour-keep', '1.5'])
+
+
 def test_spin_penalty_wrapper():
     import gymnasium as gym
 
