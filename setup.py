@@ -44,6 +44,7 @@ setup(
             'gymnasium>=1.0',
             'miniworld>=2.1',
             'stable-baselines3>=2.3',
+            'sb3-contrib>=2.3',  # RecurrentPPO (train_policy --lstm-hidden)
             'tensorboard>=2.14',
         ],
         'test': [

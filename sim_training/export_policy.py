@@ -34,36 +34,46 @@ from vr_goggles.weights import (  # noqa: E402
 
 
 def actor_from_sb3(model: Any) -> tuple[Any, dict[str, Any]]:
-    """Copy the encoder and action head of an SB3 PPO (trained by ``train_policy``).
+    """Copy the encoder (, LSTM) and action head of an SB3 (Recurrent)PPO from ``train_policy``.
 
-    Returns ``(NavActor in eval mode, its keyword sizes for the card)``.
+    Returns ``(NavActor or NavRecurrentActor in eval mode, its keyword sizes for the card)``.
     """
-    from vr_goggles.models.actor import NavActor
+    from vr_goggles.models.actor import NavActor, NavRecurrentActor
 
     policy = model.policy
     extractor = policy.features_extractor
     if not hasattr(extractor, 'nav_kwargs'):
         raise TypeError(f'checkpoint policy uses {type(extractor).__name__}, not '
                         'NavFeaturesExtractor from sim_training.train_policy')
-    if policy.mlp_extractor.latent_dim_pi != extractor.features_dim or list(
+    lstm = getattr(policy, 'lstm_actor', None)
+    latent = extractor.features_dim if lstm is None else lstm.hidden_size
+    if policy.mlp_extractor.latent_dim_pi != latent or list(
             policy.mlp_extractor.policy_net.parameters()):
         raise TypeError('checkpoint policy has hidden policy layers (net_arch != []); '
                         'NavActor cannot represent them')
     n_actions = int(policy.action_net.out_features)
     kwargs = {**json.loads(json.dumps(extractor.nav_kwargs)), 'n_actions': n_actions}
-    actor = NavActor(**kwargs)
+    if lstm is not None:
+        if lstm.num_layers != 1 or lstm.input_size != extractor.features_dim:
+            raise TypeError(f'checkpoint LSTM has {lstm.num_layers} layers on '
+                            f'{lstm.input_size} inputs; NavRecurrentActor has one on the '
+                            f'{extractor.features_dim} encoder features')
+        kwargs['lstm_hidden'] = int(lstm.hidden_size)
+        actor = NavRecurrentActor(**kwargs)
+        actor.lstm.load_state_dict(lstm.state_dict())
+    else:
+        actor = NavActor(**kwargs)
     actor.features.load_state_dict(extractor.encoder.state_dict())
     actor.action_net.load_state_dict(policy.action_net.state_dict())
     return actor.eval(), kwargs
 
 
 def load_checkpoint(checkpoint: str | os.PathLike):
-    """Load a ``train_policy`` checkpoint on CPU without an environment."""
-    from stable_baselines3 import PPO
+    """Load a ``train_policy`` checkpoint (PPO or RecurrentPPO) on CPU without an environment."""
+    import sim_training.train_policy as tp  # NavFeaturesExtractor must be importable
 
-    import sim_training.train_policy  # noqa: F401  (NavFeaturesExtractor must be importable)
-
-    return PPO.load(checkpoint, device='cpu')
+    algo = tp.algorithm_class(tp.is_recurrent_checkpoint(checkpoint))
+    return algo.load(checkpoint, device='cpu')
 
 
 def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
@@ -106,17 +116,25 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     size = [int(v) for v in kwargs['input_size']]
     pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
     k = int(kwargs['in_channels']) // 3
+    recurrent = 'lstm_hidden' in kwargs
+    if onnx and recurrent:
+        raise ValueError(f'{checkpoint}: ONNX export of a recurrent policy is not supported '
+                         '(its LSTM state would be extra inputs and outputs); export without '
+                         '--onnx')
     name = Path(out).name
     card = ModelCard(
         name=name,
-        architecture='NavActor',
+        architecture=type(actor).__name__,
         kwargs=kwargs,
         input_size=size,
-        task=(f'chair navigation policy (PPO actor) trained in VrGoggles/ChairNav-v0 '
+        task=(f'chair navigation policy ({"RecurrentPPO" if recurrent else "PPO"} actor) '
+              f'trained in VrGoggles/ChairNav-v0 '
               f'domain={args.get("domain", "?")!r}; input vr_goggles.preprocess.Preprocessor '
               f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]'
               + (f', the last {k} frames one control period apart stacked on channels oldest '
                  f'first (vr_goggles.frame_stack), (N, {3 * k}, H, W)' if k > 1 else '')
+              + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
+                 f'whose state starts at zero every episode' if recurrent else '')
               + '; output logits over ACTION_NAMES, act = argmax'),
         normalization=dict(NORMALIZATION),
         training_command=' && '.join(commands),
@@ -136,10 +154,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'control_period_s': CONTROL_PERIOD,
             'frame_stack': k,
             'preprocessing': pre.card(),
-            'preprocessing_path': ('uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
-                                   'NavActor; training fed SB3 the same normalize() output '
-                                   '(normalize_images=False)'),
-            'algorithm': 'PPO (stable-baselines3), deterministic argmax at inference',
+            'preprocessing_path': (f'uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
+                                   f'{type(actor).__name__}; training fed SB3 the same '
+                                   f'normalize() output (normalize_images=False)'),
+            'algorithm': ('RecurrentPPO (sb3-contrib)' if recurrent else
+                          'PPO (stable-baselines3)') + ', deterministic argmax at inference',
             'hyperparameters': args,
             'training_sessions': sessions,
             'warm_started_from': chain,

@@ -111,6 +111,10 @@ class Args:
     policy that cannot see the chair must not turn in place forever"""
     spin_limit: int = 24
     """consecutive turns allowed before spin_penalty applies (24 x 15 degrees = a full turn)"""
+    lstm_hidden: int = 0
+    """> 0: RecurrentPPO (sb3-contrib) with one LSTM layer of this size between the encoder and
+    the heads, seeing one frame per step (--frame-stack 1); its state is the policy's memory.
+    0: feed-forward PPO"""
     vf_coef: float = 0.5
     """value loss weight"""
     max_grad_norm: float = 0.5
@@ -191,6 +195,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
                 f'got {args.progress_reward!r}')
     if not 0.0 < args.detour_keep <= 1.0:
         p.error(f'--detour-keep: expected a probability in (0, 1], got {args.detour_keep}')
+    if args.lstm_hidden < 0 or (args.lstm_hidden and args.frame_stack != 1):
+        p.error(f'--lstm-hidden {args.lstm_hidden}: expected 0, or > 0 with --frame-stack 1 '
+                f'(the LSTM state is the memory), got --frame-stack {args.frame_stack}')
     if args.lr_schedule not in ('linear', 'constant'):
         p.error(f'--lr-schedule: expected linear or constant, got {args.lr_schedule!r}')
     if (args.n_steps * args.n_envs) % args.batch_size:
@@ -450,16 +457,52 @@ def make_vec_env(args: Args):
     return venv
 
 
+def algorithm_class(recurrent: bool):
+    """SB3 ``PPO``, or sb3-contrib ``RecurrentPPO`` for an LSTM policy."""
+    if recurrent:
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO
+    from stable_baselines3 import PPO
+
+    return PPO
+
+
+def is_recurrent_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether an SB3 checkpoint zip holds a RecurrentPPO (its policy class is sb3-contrib's).
+
+    Read from the zip's ``data`` JSON, so the right class loads it without trying both.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read('data'))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f'{path}: not a stable-baselines3 checkpoint ({e})') from None
+    return str(data.get('policy_class', {}).get('__module__', '')).startswith('sb3_contrib')
+
+
 def init_from_checkpoint(model, path: str | os.PathLike) -> None:
     """Copy a checkpoint's policy weights into ``model`` (see ``Args.init_from``).
 
     Every tensor must match in shape, except input-channel-widened convolutions: the old
-    weights go to the newest frame's channels (the last ones) and the rest are zero.
+    weights go to the newest frame's channels (the last ones) and the rest are zero. A
+    recurrent model started from a feed-forward checkpoint takes its encoder only (the LSTM
+    and the heads behind it start fresh).
     """
-    from stable_baselines3 import PPO
-
-    old = PPO.load(path, device='cpu').policy.state_dict()
+    recurrent = hasattr(model.policy, 'lstm_actor')
+    old = algorithm_class(is_recurrent_checkpoint(path)).load(
+        path, device='cpu').policy.state_dict()
     new = model.policy.state_dict()
+    encoder_only = recurrent and not is_recurrent_checkpoint(path)
+    if encoder_only:
+        old = {k: v for k, v in old.items() if k.startswith('features_extractor.')}
+        new_keys = {k for k in new if k.startswith('features_extractor.')}
+        if set(old) != new_keys:
+            raise ValueError(f'{path}: encoder parameter names differ from this run\'s '
+                             f'({sorted(set(old) ^ new_keys)[:4]}...)')
+        new = {k: v for k, v in new.items() if k in new_keys}
     if set(old) != set(new):
         raise ValueError(f'{path}: parameter names differ from this run\'s '
                          f'({sorted(set(old) ^ set(new))[:4]}...)')
@@ -475,7 +518,7 @@ def init_from_checkpoint(model, path: str | os.PathLike) -> None:
         else:
             raise ValueError(f'{path}: {key} has shape {tuple(w.shape)}, this run needs '
                              f'{tuple(target.shape)}')
-    model.policy.load_state_dict(new)
+    model.policy.load_state_dict(new, strict=not encoder_only)
 
 
 class TqdmCallback(BaseCallback):
@@ -545,15 +588,18 @@ class Trainer:
 
     # -- model ---------------------------------------------------------------------------------
     def build(self, venv):
-        """A fresh PPO, or the checkpoint's PPO attached to ``venv`` when resuming."""
-        from stable_baselines3 import PPO
-
+        """A fresh (Recurrent)PPO, or the checkpoint's attached to ``venv`` when resuming."""
         a = self.args
+        algo = algorithm_class(a.lstm_hidden > 0)
         tb = str(self.run_dir / 'tb') if a.tensorboard else None
         ckpt = self.run_dir / CHECKPOINT
         if a.resume and ckpt.exists():
-            self.model = PPO.load(ckpt, env=venv, device='cpu', tensorboard_log=tb,
-                                  force_reset=True)
+            if is_recurrent_checkpoint(ckpt) != (a.lstm_hidden > 0):
+                raise ValueError(f'{ckpt}: checkpoint is '
+                                 f'{"" if a.lstm_hidden == 0 else "not "}recurrent, this run '
+                                 f'has --lstm-hidden {a.lstm_hidden}')
+            self.model = algo.load(ckpt, env=venv, device='cpu', tensorboard_log=tb,
+                                   force_reset=True)
             self.model.ent_coef = a.ent_coef
             if a.resume_learning_rate > 0:
                 self.model.learning_rate = a.resume_learning_rate
@@ -579,12 +625,15 @@ class Trainer:
             'normalize_images': False,
             'share_features_extractor': True,
         }
-        self.model = PPO('CnnPolicy', venv, learning_rate=lr, n_steps=a.n_steps,
-                         batch_size=a.batch_size, n_epochs=a.n_epochs, gamma=a.gamma,
-                         gae_lambda=a.gae_lambda, clip_range=a.clip_range, ent_coef=a.ent_coef,
-                         vf_coef=a.vf_coef, max_grad_norm=a.max_grad_norm,
-                         policy_kwargs=policy_kwargs, tensorboard_log=tb, seed=a.seed,
-                         device='cpu', verbose=a.verbose)
+        if a.lstm_hidden:
+            policy_kwargs.update(lstm_hidden_size=a.lstm_hidden, n_lstm_layers=1,
+                                 shared_lstm=False, enable_critic_lstm=True)
+        self.model = algo('CnnLstmPolicy' if a.lstm_hidden else 'CnnPolicy', venv,
+                          learning_rate=lr, n_steps=a.n_steps, batch_size=a.batch_size,
+                          n_epochs=a.n_epochs, gamma=a.gamma, gae_lambda=a.gae_lambda,
+                          clip_range=a.clip_range, ent_coef=a.ent_coef, vf_coef=a.vf_coef,
+                          max_grad_norm=a.max_grad_norm, policy_kwargs=policy_kwargs,
+                          tensorboard_log=tb, seed=a.seed, device='cpu', verbose=a.verbose)
         if a.init_from:
             init_from_checkpoint(self.model, a.init_from)
             print(f'initialised from {a.init_from}', flush=True)

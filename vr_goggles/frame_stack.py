@@ -26,11 +26,22 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ['FrameStack', 'PERIOD_TOLERANCE']
+__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'starts_new_step']
 
 #: Relative slack on ``period`` when deciding whether a stamped frame starts a new slot: a
 #: frame at least ``(1 - PERIOD_TOLERANCE) * period`` after the last kept one does.
 PERIOD_TOLERANCE = 0.1
+
+
+def starts_new_step(t: float | None, t_kept: float | None, period: float | None) -> bool:
+    """Whether a frame taken at ``t`` starts a new control step after the one kept at ``t_kept``.
+
+    Without timestamps or a period every frame is a step; otherwise one at least
+    ``(1 - PERIOD_TOLERANCE) * period`` after the last kept frame is. The recurrent policy
+    (``vr_goggles.policy``) steps its LSTM state by the same rule as this history.
+    """
+    return (t is None or period is None or t_kept is None
+            or t - t_kept >= period * (1.0 - PERIOD_TOLERANCE))
 
 
 class FrameStack:
@@ -67,8 +78,7 @@ class FrameStack:
         if not self._frames:
             self._frames.extend([frame] * self.k)
             self._t_kept = t
-        elif (t is None or self.period is None or self._t_kept is None
-              or t - self._t_kept >= self.period * (1.0 - PERIOD_TOLERANCE)):
+        elif starts_new_step(t, self._t_kept, self.period):
             self._frames.append(frame)  # a new control step
             self._t_kept = t
         else:

@@ -10,7 +10,9 @@ The card's ``frame_stack`` (default 1) says how many frames the actor sees; with
 the policy is stateful: every ``act`` call pushes its frame into a :class:`FrameStack` history
 (one call = one control step, or pass the frame time ``t`` and frames closer than the control
 period replace the newest slot), and :meth:`Policy.reset` starts a new history (new episode,
-interrupted stream).
+interrupted stream). A recurrent policy (``NavRecurrentActor``) keeps an LSTM state instead,
+stepped by the same rule: a frame closer than the control period to the last kept one
+recomputes the newest step from the state before it rather than advancing the memory.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
-from vr_goggles.frame_stack import FrameStack
+from vr_goggles.frame_stack import FrameStack, starts_new_step
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
@@ -31,9 +33,10 @@ class Policy:
     """Camera image (uint8, any size/colour order) -> discrete action / ``cmd_vel`` velocity."""
 
     def __init__(self, module: Any, card: ModelCard, *, name: str = ''):
-        if card.architecture != 'NavActor':
-            raise WeightsError(name or card.name,
-                               f'expected a NavActor policy, card says {card.architecture!r}')
+        if card.architecture not in ('NavActor', 'NavRecurrentActor'):
+            raise WeightsError(name or card.name, f'expected a NavActor or NavRecurrentActor '
+                                                  f'policy, card says {card.architecture!r}')
+        self.recurrent = card.architecture == 'NavRecurrentActor'
         norm = card.normalization or {}
         if norm.get('range') != NORMALIZATION['range'] or norm.get('color_order', 'rgb') != 'rgb':
             raise WeightsError(name or card.name,
@@ -50,13 +53,20 @@ class Policy:
             raise WeightsError(name or card.name,
                                f'card frame_stack={self.frame_stack} needs in_channels='
                                f'{3 * self.frame_stack}, the actor has {in_channels}')
+        if self.recurrent and self.frame_stack != 1:
+            raise WeightsError(name or card.name, f'a recurrent policy sees one frame per step, '
+                                                  f'card says frame_stack={self.frame_stack}')
         self.module = module
         self.card = card
         self.name = name or card.name
         keep_aspect = bool(card.extra.get('preprocessing', {}).get('keep_aspect', True))
         self.preprocessor = Preprocessor(size=tuple(card.input_size), keep_aspect=keep_aspect)
         period = float(card.extra.get('control_period_s', CONTROL_PERIOD))
+        self.period = period
         self.history = FrameStack(self.frame_stack, period=period)
+        self._state: Any = None  # recurrent: (h, c) after the newest step; None = new episode
+        self._state_before: Any = None  # recurrent: (h, c) before the newest step
+        self._t_kept: float | None = None
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = 'policy_sim') -> Policy:
@@ -70,6 +80,7 @@ class Policy:
     def reset(self) -> None:
         """Forget the frame history (a new episode, or the camera stream was interrupted)."""
         self.history.reset()
+        self._state = self._state_before = self._t_kept = None
 
     def logits(self, images: np.ndarray | list[np.ndarray], color_order: str = 'rgb',
                times: Sequence[float] | None = None) -> np.ndarray:
@@ -81,13 +92,35 @@ class Policy:
         import torch
 
         x = self.preprocessor(images, color_order)  # (N, 3, H, W)
+        if times is not None and len(times) != len(x):
+            raise ValueError(f'times: expected {len(x)} values, got {len(times)}')
+        if self.recurrent:
+            return self._recurrent_logits(x, times)
         if self.frame_stack > 1:
-            if times is not None and len(times) != len(x):
-                raise ValueError(f'times: expected {len(x)} values, got {len(times)}')
             x = np.stack([self.history.push(f, None if times is None else float(times[i]))
                           for i, f in enumerate(x)])
         with torch.inference_mode():
             return self.module(torch.from_numpy(x)).numpy()
+
+    def _recurrent_logits(self, x: np.ndarray, times: Sequence[float] | None) -> np.ndarray:
+        """Step the LSTM state through consecutive frames ``x`` (the FrameStack slot rule)."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i, frame in enumerate(x):
+                t = None if times is None else float(times[i])
+                if t is not None and self._t_kept is not None and t < self._t_kept:
+                    self.reset()  # time went backwards (a looped bag, a restarted simulation)
+                if self._state is None:
+                    self._state_before, self._t_kept = self.module.initial_state(), t
+                elif starts_new_step(t, self._t_kept, self.period):
+                    self._state_before, self._t_kept = self._state, t
+                # else: same control step, recomputed from the state before it
+                logits, h, c = self.module(torch.from_numpy(frame[None]), *self._state_before)
+                self._state = (h, c)
+                out.append(logits[0].numpy())
+        return np.stack(out)
 
     def act(self, image: np.ndarray, color_order: str = 'rgb', t: float | None = None) -> int:
         """Deterministic action index (argmax) for one camera image (taken at ``t`` s)."""
