@@ -164,3 +164,30 @@ def test_lstm_hidden_flag_needs_one_frame():
         train_policy.parse_args(['--lstm-hidden', '64', '--frame-stack', '4'])
     with pytest.raises(SystemExit):
         train_policy.parse_args(['--lstm-hidden', '-1'])
+
+
+def test_recurrent_refusals(runs, tmp_path):
+    """Bad inputs are refused with the path and the reason."""
+    from sim_training.export_policy import actor_from_sb3
+    from vr_goggles.models import build
+    from vr_goggles.preprocess import NORMALIZATION
+    from vr_goggles.weights import ModelCard, WeightsError, save
+
+    junk = tmp_path / 'junk.zip'
+    junk.write_bytes(b'not a zip')
+    with pytest.raises(ValueError, match='junk.zip.*not a stable-baselines3 checkpoint'):
+        train_policy.is_recurrent_checkpoint(junk)
+    # A recurrent card that also claims stacked frames is refused by the robot-side Policy.
+    kwargs = {'in_channels': 6, 'input_size': [64, 64], 'channels': [8, 16, 16],
+              'features_dim': 32, 'lstm_hidden': 8, 'n_actions': 3}  # channels fit 2 frames
+    actor = build('NavRecurrentActor', **kwargs)
+    card = ModelCard(name='p', architecture='NavRecurrentActor', kwargs=kwargs,
+                     input_size=[64, 64], normalization=dict(NORMALIZATION),
+                     extra={'frame_stack': 2})
+    with pytest.raises(WeightsError, match='one frame per step'):
+        Policy.load(save(tmp_path / 'p', actor.state_dict(), card))
+    # An LSTM NavRecurrentActor cannot represent (two layers) is refused at export.
+    model = load_checkpoint(runs[1] / train_policy.CHECKPOINT)
+    model.policy.lstm_actor = torch.nn.LSTM(32, 16, num_layers=2)
+    with pytest.raises(TypeError, match='2 layers'):
+        actor_from_sb3(model)
