@@ -131,6 +131,8 @@ class TranslatorConfig:
     antialias: bool = False       #: BlurPool downsampling in both generators
     blur_first: bool = False      #: BlurPool before the down conv (conv at the low resolution)
     upsample: str = 'transpose'   #: 'transpose' | 'resize'
+    input_skip: bool = False      #: full-resolution input into the last conv (U-Net skip);
+    #:                                measured worse in closed loop, in no preset
     ndf: int = 32
     d_layers: int = 3
     segmenter: str = ''           #: frozen sim segmenter (path or shipped name)
@@ -218,7 +220,7 @@ class TranslatorConfig:
         """``ResnetGenerator`` keyword sizes (recorded in the model card)."""
         return dict(ngf=self.ngf, n_blocks=self.n_blocks, n_down=self.n_down,
                     antialias=self.antialias, blur_first=self.blur_first,
-                    upsample=self.upsample)
+                    upsample=self.upsample, input_skip=self.input_skip)
 
 
 def config_from_args(argv: list[str] | None = None) -> TranslatorConfig:
