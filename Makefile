@@ -30,13 +30,15 @@ test: system venv-test
 	@if [ -n "$(PY310)" ]; then $(MAKE) --no-print-directory test-py310; \
 	else echo "python3.10 not found: skipping the ROS-free core tests under 3.10"; fi
 
-# The ROS-free core (codec, preprocessing, actions) must also run on Humble's Python 3.10.
+# The ROS-free core (codec, preprocessing, actions, frame history) must also run on Humble's
+# Python 3.10.
 test-py310:
 	@[ -x $(VENV)-py310/bin/python ] || $(PY310) -m venv $(VENV)-py310
 	$(VENV)-py310/bin/python -m pip install -q numpy opencv-python-headless hypothesis pytest \
 		pytest-timeout safetensors rosbags
 	PYTHONPATH=$(CURDIR) $(VENV)-py310/bin/python -m pytest -q -p no:cacheprovider \
-		test/test_ros_image.py test/test_preprocess.py test/test_actions.py
+		test/test_ros_image.py test/test_preprocess.py test/test_actions.py \
+		test/test_frame_stack.py
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \

@@ -22,6 +22,7 @@ from typing import Any
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
 from vr_goggles.actions import ACTION_NAMES, ACTION_VELOCITIES, CONTROL_PERIOD  # noqa: E402
+from vr_goggles.frame_stack import check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
 from vr_goggles.weights import (  # noqa: E402
     ModelCard,
@@ -116,6 +117,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     size = [int(v) for v in kwargs['input_size']]
     pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
     k = int(kwargs['in_channels']) // 3
+    offsets = check_offsets(parse_offsets(args.get('frame_offsets', '')), k)
+    contiguous = offsets == check_offsets(None, k)
     recurrent = 'lstm_hidden' in kwargs
     if onnx and recurrent:
         raise ValueError(f'{checkpoint}: ONNX export of a recurrent policy is not supported '
@@ -132,7 +135,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
               f'domain={args.get("domain", "?")!r}; input vr_goggles.preprocess.Preprocessor '
               f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]'
               + (f', the last {k} frames one control period apart stacked on channels oldest '
-                 f'first (vr_goggles.frame_stack), (N, {3 * k}, H, W)' if k > 1 else '')
+                 f'first (vr_goggles.frame_stack), (N, {3 * k}, H, W)' if k > 1 and contiguous
+                 else '')
+              + (f', the frames {list(offsets)} control periods back stacked on channels '
+                 f'oldest first (vr_goggles.frame_stack), (N, {3 * k}, H, W)'
+                 if not contiguous else '')
               + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
                  f'whose state starts at zero every episode' if recurrent else '')
               + '; output logits over ACTION_NAMES, act = argmax'),
@@ -153,6 +160,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'velocity_units': '(linear m/s, angular rad/s, CCW positive), held CONTROL_PERIOD s',
             'control_period_s': CONTROL_PERIOD,
             'frame_stack': k,
+            'frame_offsets': list(offsets),
             'preprocessing': pre.card(),
             'preprocessing_path': (f'uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
                                    f'{type(actor).__name__}; training fed SB3 the same '

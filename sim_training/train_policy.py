@@ -37,7 +37,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa:
 import torch  # noqa: E402
 
 from vr_goggles.actions import FORWARD  # noqa: E402
-from vr_goggles.frame_stack import FrameStack  # noqa: E402
+from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
 from vr_goggles.preprocess import normalize  # noqa: E402
 from vr_goggles.weights import atomic_write_bytes  # noqa: E402
@@ -66,6 +66,10 @@ class Args:
     frame_stack: int = 4
     """frames the policy sees, oldest first, one control step apart (vr_goggles.frame_stack);
     1 = memoryless. Memory lets the policy notice it is blocked and where it already looked"""
+    frame_offsets: str = ''
+    """how many control steps back each stacked frame is, oldest first, comma-separated, one per
+    --frame-stack frame and ending at 0, e.g. 18,12,6,1,0 (a dilated stack: four directions a
+    quarter turn apart while turning, plus the last step); '' = the last frame_stack steps"""
     max_episode_steps: int = 0
     """episode limit; 0 keeps the environment's default"""
     learning_rate: float = 3e-4
@@ -204,6 +208,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
     if (args.n_steps * args.n_envs) % args.batch_size:
         p.error(f'--batch-size {args.batch_size} must divide n_steps * n_envs = '
                 f'{args.n_steps * args.n_envs}')
+    try:
+        check_offsets(parse_offsets(args.frame_offsets), args.frame_stack)
+    except ValueError as e:
+        p.error(f'--frame-offsets: {e} (one per --frame-stack {args.frame_stack} frame)')
     parse_channels(args.channels)
     return args
 
@@ -230,12 +238,12 @@ class NormalizeObservation(gym.ObservationWrapper):
 
 
 class StackFrames(gym.ObservationWrapper):
-    """Normalised ``(3, H, W)`` -> the last ``k`` frames ``(3k, H, W)`` via :class:`FrameStack`."""
+    """Normalised ``(3, H, W)`` -> ``k`` frames ``(3k, H, W)`` via :class:`FrameStack`."""
 
-    def __init__(self, env: gym.Env, k: int):
+    def __init__(self, env: gym.Env, k: int, offsets: tuple[int, ...] | None = None):
         super().__init__(env)
         c, h, w = env.observation_space.shape
-        self.stack = FrameStack(k)
+        self.stack = FrameStack(k, offsets=offsets)
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (c * k, h, w), np.float32)
 
     def reset(self, **kwargs):
@@ -413,7 +421,8 @@ class NavFeaturesExtractor(BaseFeaturesExtractor):
 def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str = 'train',
              collision_penalty: float = 0.0, spin_penalty: float = 0.0, spin_limit: int = 24,
              frame_stack: int = 1, progress_reward: str = 'euclidean',
-             detour_keep: float = 1.0, detour_margin: float = 0.3):
+             detour_keep: float = 1.0, detour_margin: float = 0.3,
+             frame_offsets: tuple[int, ...] | None = None):
     """Env factory (picklable for ``SubprocVecEnv``): ChairNav, penalties, Monitor, norm, stack."""
 
     def thunk() -> gym.Env:
@@ -435,7 +444,7 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
         if spin_penalty:
             env = SpinPenalty(env, spin_penalty, spin_limit)
         env = NormalizeObservation(Monitor(SuccessInfo(env)))
-        return StackFrames(env, frame_stack) if frame_stack > 1 else env
+        return StackFrames(env, frame_stack, frame_offsets) if frame_stack > 1 else env
 
     return thunk
 
@@ -448,7 +457,8 @@ def make_vec_env(args: Args):
                     collision_penalty=args.collision_penalty, spin_penalty=args.spin_penalty,
                     spin_limit=args.spin_limit, frame_stack=args.frame_stack,
                     progress_reward=args.progress_reward, detour_keep=args.detour_keep,
-                    detour_margin=args.detour_margin)
+                    detour_margin=args.detour_margin,
+                    frame_offsets=parse_offsets(args.frame_offsets))
            for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
         venv = SubprocVecEnv(fns, start_method='forkserver')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vr_goggles.frame_stack import FrameStack
+from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets
 
 
 def frame(v: float, c: int = 3) -> np.ndarray:
@@ -58,6 +58,32 @@ def test_once_per_period_frames_with_jitter_each_start_a_slot():
         out = s.push(frame(n), t=t0 + 0.5 * n + jitter)
     assert firsts(out) == [1, 2, 3]  # every step kept, none overwritten
     assert firsts(s.push(frame(9), t=t0 + 1.5 + 0.5 * 0.5)) == [1, 2, 9]  # mid-period: refresh
+
+
+def test_dilated_offsets_look_further_back():
+    """Offsets (4, 1, 0): the frames 4, 1 and 0 control steps back, padded after a reset."""
+    s = FrameStack(3, offsets=(4, 1, 0))
+    got = [firsts(s.push(frame(n))) for n in range(7)]
+    assert got == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [0, 2, 3], [0, 3, 4], [1, 4, 5], [2, 5, 6]]
+    s.reset()
+    assert firsts(s.push(frame(9))) == [9, 9, 9]
+    # Stamped frames: slots are control periods, whatever the camera rate.
+    s = FrameStack(3, period=0.5, offsets=(2, 1, 0))
+    for n, t in enumerate([0.0, 0.2, 0.5, 0.7, 1.0, 1.1]):
+        out = s.push(frame(n), t=t)
+    assert firsts(out) == [1, 3, 5]
+    # The default offsets are the contiguous stack.
+    assert FrameStack(4).offsets == (3, 2, 1, 0) == check_offsets(None, 4)
+
+
+def test_offsets_are_checked_and_parsed():
+    assert parse_offsets('18,12,6,1,0') == (18, 12, 6, 1, 0)
+    assert parse_offsets(' ') is None
+    with pytest.raises(ValueError, match='comma-separated'):
+        parse_offsets('18;12')
+    for bad in [(3, 1), (1, 2, 0), (2, 2, 0), (3, 1, 1), (2.5, 1, 0)]:
+        with pytest.raises(ValueError, match='strictly decreasing'):
+            FrameStack(len(bad), offsets=bad)
 
 
 def test_bad_input_is_refused():

@@ -78,20 +78,39 @@ def exported(trained, tmp_path_factory):
 
 
 def test_export_parity_with_sb3_predict(exported):
-    import gymnasium as gym
-
-    import sim_training  # noqa: F401
-
     path, run = exported
     policy = Policy.load(path)
     card = policy.card
     assert card.architecture == 'NavActor' and card.input_size == [64, 64]
     assert card.extra['action_names'] == ['forward', 'turn_left', 'turn_right']
     assert card.metrics['training']['num_timesteps'] == 256
-    model = load_checkpoint(run / train_policy.CHECKPOINT)
     k = policy.frame_stack
     assert k == train_policy.Args().frame_stack == card.extra['frame_stack'] > 1
+    assert card.extra['frame_offsets'] == list(range(k - 1, -1, -1))
     assert card.kwargs['in_channels'] == 3 * k
+    check_parity(policy, load_checkpoint(run / train_policy.CHECKPOINT), None)
+
+
+def test_dilated_stack_export_parity(tmp_path):
+    """--frame-offsets 5,1,0: the card carries them and Policy stacks as the training did."""
+    torch.set_num_threads(1)
+    run = tmp_path / 'dil'
+    train_policy.Trainer(train_policy.parse_args(
+        [*TINY, '--run-dir', str(run), '--total-timesteps', '64', '--frame-stack', '3',
+         '--frame-offsets', '5,1,0'])).train()
+    policy = Policy.load(export(run / train_policy.CHECKPOINT, tmp_path / 'policy_dil'))
+    assert policy.card.extra['frame_offsets'] == [5, 1, 0]
+    assert policy.history.offsets == (5, 1, 0)
+    assert '[5, 1, 0] control periods back' in policy.card.task
+    check_parity(policy, load_checkpoint(run / train_policy.CHECKPOINT), (5, 1, 0))
+
+
+def check_parity(policy: Policy, model, offsets) -> None:
+    """Policy.act and SB3 predict choose the same actions over 24 frames across episodes."""
+    import gymnasium as gym
+
+    import sim_training  # noqa: F401
+
     env = gym.make('VrGoggles/ChairNav-v0', domain='sim', split='eval')
     frames, starts = [], []
     obs, _ = env.reset(seed=ev.eval_seeds(1, 0)[0])
@@ -111,7 +130,7 @@ def test_export_parity_with_sb3_predict(exported):
             policy.reset()
         ours.append(policy.act(f))
     # SB3's side sees what the training wrapper built: the same stacks, episode by episode.
-    stack, stacked = FrameStack(k), []
+    stack, stacked = FrameStack(policy.frame_stack, offsets=offsets), []
     for f, new_episode in zip(frames, starts):
         if new_episode:
             stack.reset()
@@ -373,6 +392,21 @@ def test_stack_frames_wrapper_resets_per_episode():
     assert np.allclose(obs[::3, 0, 0], [0.0, 0.1, 0.2])  # oldest first
     obs, _ = env.reset()
     assert not obs.any()  # no frames leak from the previous episode
+    env = train_policy.StackFrames(Counter(), 3, offsets=(3, 1, 0))
+    env.reset()
+    for _ in range(4):
+        obs = env.step(0)[0]
+    assert np.allclose(obs[::3, 0, 0], [0.1, 0.3, 0.4])  # 3, 1 and 0 steps back
+
+
+def test_frame_offsets_flag_is_checked():
+    assert train_policy.parse_args(['--frame-stack', '3', '--frame-offsets',
+                                    '6,1,0']).frame_offsets == '6,1,0'
+    for bad in (['--frame-stack', '4', '--frame-offsets', '6,1,0'],
+                ['--frame-stack', '3', '--frame-offsets', '1,6,0'],
+                ['--frame-stack', '3', '--frame-offsets', 'a,b,c']):
+        with pytest.raises(SystemExit):
+            train_policy.parse_args(bad)
 
 
 def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):

@@ -23,10 +23,12 @@ this one class, so the history a robot sees is built exactly as in training:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'starts_new_step']
+__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'check_offsets', 'parse_offsets',
+           'starts_new_step']
 
 #: Relative slack on ``period`` when deciding whether a stamped frame starts a new slot: a
 #: frame at least ``(1 - PERIOD_TOLERANCE) * period`` after the last kept one does.
@@ -45,16 +47,25 @@ def starts_new_step(t: float | None, t_kept: float | None, period: float | None)
 
 
 class FrameStack:
-    """Rolling ``k``-frame history of ``(C, H, W)`` frames -> ``(k * C, H, W)``."""
+    """Rolling history of ``(C, H, W)`` frames -> ``(k * C, H, W)``.
 
-    def __init__(self, k: int, period: float | None = None):
+    ``offsets`` (oldest first, strictly decreasing, ending at 0) are how many control steps back
+    each of the ``k`` slots looks; the default ``k - 1, ..., 1, 0`` is the last ``k`` steps. A
+    dilated stack such as ``18, 12, 6, 1, 0`` reaches further back for the same ``k``: turning
+    15 degrees a step, its slots show four directions a quarter turn apart plus the last step's
+    motion, so the policy can see that it has already looked all around.
+    """
+
+    def __init__(self, k: int, period: float | None = None,
+                 offsets: Sequence[int] | None = None):
         if int(k) != k or k < 1:
             raise ValueError(f'k: expected an int >= 1, got {k!r}')
         if period is not None and not period > 0:
             raise ValueError(f'period: expected > 0 seconds or None, got {period!r}')
         self.k = int(k)
+        self.offsets = check_offsets(offsets, self.k)
         self.period = period
-        self._frames: deque[np.ndarray] = deque(maxlen=self.k)
+        self._frames: deque[np.ndarray] = deque(maxlen=self.offsets[0] + 1)
         self._t_kept: float | None = None
 
     def reset(self) -> None:
@@ -76,11 +87,34 @@ class FrameStack:
         if t is not None and self._t_kept is not None and t < self._t_kept:
             self.reset()  # time went backwards (a looped bag, a restarted simulation)
         if not self._frames:
-            self._frames.extend([frame] * self.k)
+            self._frames.extend([frame] * self._frames.maxlen)
             self._t_kept = t
         elif starts_new_step(t, self._t_kept, self.period):
             self._frames.append(frame)  # a new control step
             self._t_kept = t
         else:
             self._frames[-1] = frame    # same control step: newest frame wins
-        return np.concatenate(self._frames, axis=0)
+        last = len(self._frames) - 1
+        return np.concatenate([self._frames[last - o] for o in self.offsets], axis=0)
+
+
+def check_offsets(offsets: Sequence[int] | None, k: int) -> tuple[int, ...]:
+    """Validated slot offsets (steps back, oldest first) for a ``k``-frame stack."""
+    if offsets is None:
+        return tuple(range(k - 1, -1, -1))
+    out = tuple(int(o) for o in offsets)
+    if (len(out) != k or any(int(o) != o for o in offsets) or out[-1] != 0
+            or any(a <= b for a, b in zip(out, out[1:]))):
+        raise ValueError(f'offsets: expected {k} strictly decreasing ints ending at 0 (steps '
+                         f'back, oldest first), got {list(offsets)!r}')
+    return out
+
+
+def parse_offsets(text: str) -> tuple[int, ...] | None:
+    """``'18,12,6,1,0'`` -> ``(18, 12, 6, 1, 0)``; ``''`` -> None (the contiguous default)."""
+    if not text.strip():
+        return None
+    try:
+        return tuple(int(v) for v in text.split(','))
+    except ValueError:
+        raise ValueError(f'frame offsets: expected comma-separated ints, got {text!r}') from None

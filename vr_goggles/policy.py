@@ -10,9 +10,11 @@ The card's ``frame_stack`` (default 1) says how many frames the actor sees; with
 the policy is stateful: every ``act`` call pushes its frame into a :class:`FrameStack` history
 (one call = one control step, or pass the frame time ``t`` and frames closer than the control
 period replace the newest slot), and :meth:`Policy.reset` starts a new history (new episode,
-interrupted stream). A recurrent policy (``NavRecurrentActor``) keeps an LSTM state instead,
-stepped by the same rule: a frame closer than the control period to the last kept one
-recomputes the newest step from the state before it rather than advancing the memory.
+interrupted stream); the card's ``frame_offsets`` say how many steps back each slot looks (a
+dilated stack), default the last ``frame_stack`` steps. A recurrent policy
+(``NavRecurrentActor``) keeps an LSTM state instead, stepped by the same rule: a frame closer
+than the control period to the last kept one recomputes the newest step from the state before
+it rather than advancing the memory.
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ class Policy:
         self.preprocessor = Preprocessor(size=tuple(card.input_size), keep_aspect=keep_aspect)
         period = float(card.extra.get('control_period_s', CONTROL_PERIOD))
         self.period = period
-        self.history = FrameStack(self.frame_stack, period=period)
+        try:
+            offsets = card.extra.get('frame_offsets')
+            self.history = FrameStack(self.frame_stack, period=period, offsets=offsets)
+        except ValueError as e:
+            raise WeightsError(name or card.name, f'card frame_offsets: {e}') from None
         self._state: Any = None  # recurrent: (h, c) after the newest step; None = new episode
         self._state_before: Any = None  # recurrent: (h, c) before the newest step
         self._t_kept: float | None = None
