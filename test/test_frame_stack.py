@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets
+from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets, time_went_back
 
 
 def frame(v: float, c: int = 3) -> np.ndarray:
@@ -74,6 +74,12 @@ def test_dilated_offsets_look_further_back():
     assert firsts(out) == [1, 3, 5]
     # The default offsets are the contiguous stack.
     assert FrameStack(4).offsets == (3, 2, 1, 0) == check_offsets(None, 4)
+
+
+def test_time_went_back_needs_two_times():
+    assert time_went_back(1.0, 2.0)
+    assert not time_went_back(2.0, 2.0) and not time_went_back(3.0, 2.0)
+    assert not time_went_back(None, 2.0) and not time_went_back(1.0, None)
 
 
 def test_offsets_are_checked_and_parsed():

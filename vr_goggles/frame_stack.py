@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'check_offsets', 'parse_offsets',
-           'starts_new_step']
+           'starts_new_step', 'time_went_back']
 
 #: Relative slack on ``period`` when deciding whether a stamped frame starts a new slot: a
 #: frame at least ``(1 - PERIOD_TOLERANCE) * period`` after the last kept one does.
@@ -44,6 +44,15 @@ def starts_new_step(t: float | None, t_kept: float | None, period: float | None)
     """
     return (t is None or period is None or t_kept is None
             or t - t_kept >= period * (1.0 - PERIOD_TOLERANCE))
+
+
+def time_went_back(t: float | None, t_kept: float | None) -> bool:
+    """Whether a frame at ``t`` is older than the last kept one.
+
+    A looped bag or a restarted simulation: the history, or a recurrent policy's state, must
+    restart rather than mix two runs.
+    """
+    return t is not None and t_kept is not None and t < t_kept
 
 
 class FrameStack:
@@ -84,8 +93,8 @@ class FrameStack:
         if self._frames and frame.shape != self._frames[-1].shape:
             raise ValueError(f'frame: shape {frame.shape} differs from the history\'s '
                              f'{self._frames[-1].shape}; reset() first')
-        if t is not None and self._t_kept is not None and t < self._t_kept:
-            self.reset()  # time went backwards (a looped bag, a restarted simulation)
+        if time_went_back(t, self._t_kept):
+            self.reset()
         if not self._frames:
             self._frames.extend([frame] * self._frames.maxlen)
             self._t_kept = t

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
-from vr_goggles.frame_stack import FrameStack, starts_new_step
+from vr_goggles.frame_stack import FrameStack, starts_new_step, time_went_back
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
@@ -116,8 +116,8 @@ class Policy:
         with torch.inference_mode():
             for i, frame in enumerate(x):
                 t = None if times is None else float(times[i])
-                if t is not None and self._t_kept is not None and t < self._t_kept:
-                    self.reset()  # time went backwards (a looped bag, a restarted simulation)
+                if time_went_back(t, self._t_kept):
+                    self.reset()
                 if self._state is None:
                     self._state_before, self._t_kept = self.module.initial_state(), t
                 elif starts_new_step(t, self._t_kept, self.period):
