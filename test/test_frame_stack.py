@@ -87,7 +87,7 @@ def test_offsets_are_checked_and_parsed():
     assert parse_offsets(' ') is None
     with pytest.raises(ValueError, match='comma-separated'):
         parse_offsets('18;12')
-    for bad in [(3, 1), (1, 2, 0), (2, 2, 0), (3, 1, 1), (2.5, 1, 0)]:
+    for bad in [(3, 1), (1, 2, 0), (2, 2, 0), (3, 1, 1), (2.5, 1, 0), ('a', 1, 0), (None, 0)]:
         with pytest.raises(ValueError, match='strictly decreasing'):
             FrameStack(len(bad), offsets=bad)
 

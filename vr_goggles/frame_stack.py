@@ -111,11 +111,15 @@ def check_offsets(offsets: Sequence[int] | None, k: int) -> tuple[int, ...]:
     """Validated slot offsets (steps back, oldest first) for a ``k``-frame stack."""
     if offsets is None:
         return tuple(range(k - 1, -1, -1))
-    out = tuple(int(o) for o in offsets)
-    if (len(out) != k or any(int(o) != o for o in offsets) or out[-1] != 0
+    try:
+        out = tuple(int(o) for o in offsets)
+        exact = all(int(o) == o for o in offsets)
+    except (TypeError, ValueError):
+        out, exact = (), False
+    if (not exact or len(out) != k or out[-1] != 0
             or any(a <= b for a, b in zip(out, out[1:]))):
         raise ValueError(f'offsets: expected {k} strictly decreasing ints ending at 0 (steps '
-                         f'back, oldest first), got {list(offsets)!r}')
+                         f'back, oldest first), got {offsets!r}')
     return out
 
 
