@@ -88,7 +88,11 @@ def tiny(tmp_path_factory):
     weights.save(d / 'pol2', pol2.state_dict(), weights.ModelCard(
         name='pol2', architecture='NavActor', kwargs=pol2_kw, input_size=[64, 64],
         extra={'frame_stack': 2, 'control_period_s': 0.5}))
-    return {'gen': str(d / 'gen'), 'pol': str(d / 'pol'), 'pol2': str(d / 'pol2'), 'dir': d}
+    weights.save(d / 'pol2d', pol2.state_dict(), weights.ModelCard(  # dilated: 3 steps back
+        name='pol2d', architecture='NavActor', kwargs=pol2_kw, input_size=[64, 64],
+        extra={'frame_stack': 2, 'frame_offsets': [3, 0], 'control_period_s': 0.5}))
+    return {'gen': str(d / 'gen'), 'pol': str(d / 'pol'), 'pol2': str(d / 'pol2'),
+            'pol2d': str(d / 'pol2d'), 'dir': d}
 
 
 class Harness:
@@ -495,12 +499,16 @@ def test_policy_clamps_goes_zero_when_stale_and_on_deactivate(h, tiny, rng):
     assert len(got) == n
 
 
-def test_stacked_policy_history_follows_header_stamps(h, tiny, rng):
-    """A frame-stacking policy is paced by image stamps (not arrival) and restarts when stale."""
+@pytest.mark.parametrize('name,offsets', [('pol2', (1, 0)), ('pol2d', (3, 0))])
+def test_stacked_policy_history_follows_header_stamps(h, tiny, rng, name, offsets):
+    """A frame-stacking policy is paced by image stamps (not arrival) and restarts when stale.
+
+    The dilated card's history keeps the 4 control steps its offsets (3, 0) reach back.
+    """
     from builtin_interfaces.msg import Time
 
-    node = h.policy({'pol': tiny['pol2']}, rate=50.0, stale_timeout=0.3)
-    assert node.policy.frame_stack == 2
+    node = h.policy({'pol': tiny[name]}, rate=50.0, stale_timeout=0.3)
+    assert node.policy.frame_stack == 2 and node.policy.history.offsets == offsets
     pushed = []
     push = node.policy.history.push
 
@@ -521,7 +529,7 @@ def test_stacked_policy_history_follows_header_stamps(h, tiny, rng):
         time.sleep(0.03)
     assert wait_for(lambda: pushed and pushed[-1] == pytest.approx(sent[-1]), 5)
     assert all(any(t == pytest.approx(s) for s in sent) for t in pushed)  # stamps, not clock
-    assert len(node.policy.history) == 2
+    assert len(node.policy.history) == offsets[0] + 1
     # No image for longer than stale_timeout: the history starts over.
     assert wait_for(lambda: node.stale and len(node.policy.history) == 0, 5)
 
