@@ -71,10 +71,9 @@ def actor_from_sb3(model: Any) -> tuple[Any, dict[str, Any]]:
 
 def load_checkpoint(checkpoint: str | os.PathLike):
     """Load a ``train_policy`` checkpoint (PPO or RecurrentPPO) on CPU without an environment."""
-    import sim_training.train_policy as tp  # NavFeaturesExtractor must be importable
+    from sim_training.train_policy import load_checkpoint as load  # NavFeaturesExtractor too
 
-    algo = tp.algorithm_class(tp.is_recurrent_checkpoint(checkpoint))
-    return algo.load(checkpoint, device='cpu')
+    return load(checkpoint)
 
 
 def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
@@ -134,12 +133,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
               f'trained in VrGoggles/ChairNav-v0 '
               f'domain={args.get("domain", "?")!r}; input vr_goggles.preprocess.Preprocessor '
               f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]'
-              + (f', the last {k} frames one control period apart stacked on channels oldest '
-                 f'first (vr_goggles.frame_stack), (N, {3 * k}, H, W)' if k > 1 and contiguous
-                 else '')
-              + (f', the frames {list(offsets)} control periods back stacked on channels '
-                 f'oldest first (vr_goggles.frame_stack), (N, {3 * k}, H, W)'
-                 if not contiguous else '')
+              + ('' if k == 1 else
+                 (f', the last {k} frames one control period apart' if contiguous else
+                  f', the frames {list(offsets)} control periods back')
+                 + f' stacked on channels oldest first (vr_goggles.frame_stack), '
+                   f'(N, {3 * k}, H, W)')
               + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
                  f'whose state starts at zero every episode' if recurrent else '')
               + '; output logits over ACTION_NAMES, act = argmax'),

@@ -496,6 +496,11 @@ def is_recurrent_checkpoint(path: str | os.PathLike) -> bool:
     return str(data.get('policy_class', {}).get('__module__', '')).startswith('sb3_contrib')
 
 
+def load_checkpoint(path: str | os.PathLike, **kwargs):
+    """Load a checkpoint with the class that saved it (PPO or RecurrentPPO), on CPU."""
+    return algorithm_class(is_recurrent_checkpoint(path)).load(path, device='cpu', **kwargs)
+
+
 def init_from_checkpoint(model, path: str | os.PathLike) -> None:
     """Copy a checkpoint's policy weights into ``model`` (see ``Args.init_from``).
 
@@ -504,10 +509,10 @@ def init_from_checkpoint(model, path: str | os.PathLike) -> None:
     recurrent model started from a feed-forward checkpoint takes its encoder only (the LSTM
     and the heads behind it start fresh).
     """
-    source_recurrent = is_recurrent_checkpoint(path)
-    old = algorithm_class(source_recurrent).load(path, device='cpu').policy.state_dict()
+    source = load_checkpoint(path).policy
+    old = source.state_dict()
     new = model.policy.state_dict()
-    encoder_only = hasattr(model.policy, 'lstm_actor') and not source_recurrent
+    encoder_only = hasattr(model.policy, 'lstm_actor') and not hasattr(source, 'lstm_actor')
     if encoder_only:
         old = {k: v for k, v in old.items() if k.startswith('features_extractor.')}
         new_keys = {k for k in new if k.startswith('features_extractor.')}

@@ -103,8 +103,7 @@ class FrameStack:
             self._t_kept = t
         else:
             self._frames[-1] = frame    # same control step: newest frame wins
-        last = len(self._frames) - 1
-        return np.concatenate([self._frames[last - o] for o in self.offsets], axis=0)
+        return np.concatenate([self._frames[-1 - o] for o in self.offsets], axis=0)
 
 
 def check_offsets(offsets: Sequence[int] | None, k: int) -> tuple[int, ...]:

@@ -63,11 +63,10 @@ class Policy:
         self.name = name or card.name
         keep_aspect = bool(card.extra.get('preprocessing', {}).get('keep_aspect', True))
         self.preprocessor = Preprocessor(size=tuple(card.input_size), keep_aspect=keep_aspect)
-        period = float(card.extra.get('control_period_s', CONTROL_PERIOD))
-        self.period = period
+        self.period = float(card.extra.get('control_period_s', CONTROL_PERIOD))
         try:
-            offsets = card.extra.get('frame_offsets')
-            self.history = FrameStack(self.frame_stack, period=period, offsets=offsets)
+            self.history = FrameStack(self.frame_stack, period=self.period,
+                                      offsets=card.extra.get('frame_offsets'))
         except ValueError as e:
             raise WeightsError(name or card.name, f'card frame_offsets: {e}') from None
         self._state: Any = None  # recurrent: (h, c) after the newest step; None = new episode
