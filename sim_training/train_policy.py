@@ -122,6 +122,19 @@ class Args:
     """> 0: RecurrentPPO (sb3-contrib) with one LSTM layer of this size between the encoder and
     the heads, seeing one frame per step (--frame-stack 1); its state is the policy's memory.
     0: feed-forward PPO"""
+    dagger_steps: int = 0
+    """> 0: before PPO, fit the policy to the privileged Oracle by DAgger over this many
+    expert-labelled env steps (sim_training.dagger; needs --vec-env dummy), then PPO fine-tunes
+    it; 0: PPO from scratch (or from --init-from)"""
+    dagger_iterations: int = 4
+    """DAgger collect-then-fit rounds; round k follows the expert with probability
+    dagger_beta_decay ** k, else the learner"""
+    dagger_beta_decay: float = 0.5
+    """see dagger_iterations"""
+    dagger_epochs: int = 2
+    """passes over the aggregated labels after each DAgger round"""
+    dagger_learning_rate: float = 1e-3
+    """Adam learning rate of the DAgger fit"""
     vf_coef: float = 0.5
     """value loss weight"""
     max_grad_norm: float = 0.5
@@ -214,6 +227,13 @@ def parse_args(argv: list[str] | None = None) -> Args:
         check_offsets(parse_offsets(args.frame_offsets), args.frame_stack)
     except ValueError as e:
         p.error(f'--frame-offsets: {e} (one per --frame-stack {args.frame_stack} frame)')
+    if args.dagger_steps and (args.vec_env != 'dummy' or args.lstm_hidden):
+        p.error('--dagger-steps: needs --vec-env dummy (the expert reads the envs in this '
+                'process) and a feed-forward policy (--lstm-hidden 0)')
+    if args.dagger_steps < 0 or args.dagger_iterations < 1 or not (
+            0.0 <= args.dagger_beta_decay <= 1.0):
+        p.error(f'--dagger-*: expected steps >= 0, iterations >= 1, beta decay in [0, 1]; got '
+                f'{args.dagger_steps}, {args.dagger_iterations}, {args.dagger_beta_decay}')
     parse_channels(args.channels)
     return args
 
@@ -696,9 +716,23 @@ class Trainer:
                 if m.ep_success_buffer else None,
                 'ep_len_mean': float(np.mean([e['l'] for e in m.ep_info_buffer]))
                 if m.ep_info_buffer else None,
-                'args': asdict(self.args), 'sessions': [*prev, session]}
+                'args': asdict(self.args), 'sessions': [*prev, session],
+                **({'dagger': self.state['dagger']} if 'dagger' in self.state else {})}
 
     # -- run -----------------------------------------------------------------------------------
+    def run_dagger(self, venv) -> dict[str, Any]:
+        """The DAgger warm start (``--dagger-steps``) of the fresh model's policy."""
+        from sim_training.dagger import DaggerConfig, pretrain
+
+        a = self.args
+        cfg = DaggerConfig(steps=a.dagger_steps, iterations=a.dagger_iterations,
+                           beta_decay=a.dagger_beta_decay, epochs=a.dagger_epochs,
+                           learning_rate=a.dagger_learning_rate, batch_size=a.batch_size,
+                           gamma=a.gamma, max_grad_norm=a.max_grad_norm, seed=a.seed)
+        result = pretrain(self.model, venv, cfg, progress=a.progress)
+        print(f'DAgger: {result["steps"]} expert labels in {result["wall_s"]:.0f} s', flush=True)
+        return result
+
     def train(self) -> dict[str, Any]:
         """Train to ``total_timesteps`` (continuing a checkpoint with ``--resume``)."""
         a = self.args
@@ -710,6 +744,9 @@ class Trainer:
             self._steps0 = model.num_timesteps
             self._t0 = time.perf_counter()
             self._load0 = list(os.getloadavg())
+            if a.dagger_steps and model.num_timesteps == 0 and 'dagger' not in self.state:
+                self.state['dagger'] = self.run_dagger(venv)
+                self.save_checkpoint()
             remaining = a.total_timesteps - model.num_timesteps
             if remaining > 0:
                 callbacks = [CheckpointCallback(self, a.checkpoint_freq)]

@@ -144,11 +144,16 @@ class Oracle:
                 best, best_dir = v, a
         return best_dir
 
-    def act(self, info: dict[str, Any]) -> int:
-        """The expert action for the state after the last reset/step."""
+    def act(self, info: dict[str, Any] | None = None) -> int:
+        """The expert action for the state after the last reset/step.
+
+        ``info`` is that step's info dict; without it the bearing is read from the env (a
+        vectorised env hands out the info of the step that ended an episode, not of the reset
+        that followed).
+        """
         from sim_training.envs.chair_nav import SUCCESS_ANGLE
 
-        bearing = float(info['bearing'])
+        bearing = float(info['bearing'] if info is not None else self.env._bearing())
         self._ensure_plan()
         assert self.field is not None
         env = self.env
