@@ -125,7 +125,8 @@ class Args:
     dagger_steps: int = 0
     """> 0: before PPO, fit the policy to the privileged Oracle by DAgger over this many
     expert-labelled env steps (sim_training.dagger; needs --vec-env dummy), then PPO fine-tunes
-    it; 0: PPO from scratch (or from --init-from)"""
+    it; 0: PPO from scratch (or from --init-from). Measured: not better than PPO alone on the
+    detour layouts (docs/policy_dagger.json)"""
     dagger_iterations: int = 4
     """DAgger collect-then-fit rounds; round k follows the expert with probability
     dagger_beta_decay ** k, else the learner"""
