@@ -150,6 +150,20 @@ def test_dagger_flags_are_checked():
 
     for bad in (['--dagger-steps', '100', '--vec-env', 'subproc'],
                 ['--dagger-steps', '100', '--lstm-hidden', '16', '--frame-stack', '1'],
-                ['--dagger-beta-decay', '1.5']):
+                ['--dagger-beta-decay', '1.5'], ['--dagger-steps', '-1'],
+                ['--dagger-iterations', '0']):
         with pytest.raises(SystemExit):
             train_policy.parse_args(bad)
+
+
+def test_pretrain_refuses_envs_it_cannot_read_or_fill():
+    """The expert needs the envs in this process, and every round needs a step per env."""
+    from types import SimpleNamespace
+
+    from sim_training.dagger import DaggerConfig, pretrain
+
+    with pytest.raises(ValueError, match='--vec-env dummy'):
+        pretrain(None, SimpleNamespace(num_envs=2), DaggerConfig(), progress=False)
+    with pytest.raises(ValueError, match='cannot fill 4 rounds of 8 envs'):
+        pretrain(None, SimpleNamespace(num_envs=8, envs=[None] * 8), DaggerConfig(steps=31),
+                 progress=False)
