@@ -115,7 +115,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     commands += [s['command'] for s in sessions]
     size = [int(v) for v in kwargs['input_size']]
     pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
-    k = int(kwargs['in_channels']) // 3
+    turn_memory = int(args.get('turn_memory', 0))
+    k = (int(kwargs['in_channels']) - (1 if turn_memory else 0)) // 3
     offsets = check_offsets(parse_offsets(args.get('frame_offsets', '')), k)
     contiguous = offsets == check_offsets(None, k)
     recurrent = 'lstm_hidden' in kwargs
@@ -138,6 +139,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                   f', the frames {list(offsets)} control periods back')
                  + f' stacked on channels oldest first (vr_goggles.frame_stack), '
                    f'(N, {3 * k}, H, W)')
+              + (f', then one plane of the control steps since the last forward step, '
+                 f'2 * min(n, {turn_memory}) / {turn_memory} - 1 (vr_goggles.turn_memory), '
+                 f'(N, {3 * k + 1}, H, W)' if turn_memory else '')
               + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
                  f'whose state starts at zero every episode' if recurrent else '')
               + '; output logits over ACTION_NAMES, act = argmax'),
@@ -159,6 +163,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'control_period_s': CONTROL_PERIOD,
             'frame_stack': k,
             'frame_offsets': list(offsets),
+            'turn_memory': turn_memory,
             'preprocessing': pre.card(),
             'preprocessing_path': (f'uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
                                    f'{type(actor).__name__}; training fed SB3 the same '
@@ -178,7 +183,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     path = save(out, actor.state_dict(), card)
     if onnx:
         export_onnx(actor, paths_for(out)[0].with_suffix('.onnx'), card.input_size,
-                    in_channels=3 * k)
+                    in_channels=int(kwargs['in_channels']))
     return path
 
 

@@ -40,6 +40,7 @@ from vr_goggles.actions import FORWARD  # noqa: E402
 from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
 from vr_goggles.preprocess import normalize  # noqa: E402
+from vr_goggles.turn_memory import TurnMemory  # noqa: E402
 from vr_goggles.weights import atomic_write_bytes  # noqa: E402
 
 ENV_ID = 'VrGoggles/ChairNav-v0'
@@ -72,6 +73,10 @@ class Args:
     quarter turn apart while turning, plus the last step); '' = the last frame_stack steps.
     Measured: 18,12,6,1,0 and 12,6,3,1,0 did not beat 4 contiguous frames on the detour
     layouts (docs/policy_dilated_stack.json)"""
+    turn_memory: int = 0
+    """> 0: append one input plane counting the control steps since the last forward step,
+    saturating at this many turns (24 x 15 degrees = a full turn; vr_goggles.turn_memory), so
+    the policy can know it has already looked all around; 0 = frames only"""
     max_episode_steps: int = 0
     """episode limit; 0 keeps the environment's default"""
     learning_rate: float = 3e-4
@@ -219,6 +224,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
     if args.lstm_hidden < 0 or (args.lstm_hidden and args.frame_stack != 1):
         p.error(f'--lstm-hidden {args.lstm_hidden}: expected 0, or > 0 with --frame-stack 1 '
                 f'(the LSTM state is the memory), got --frame-stack {args.frame_stack}')
+    if args.turn_memory < 0 or (args.turn_memory and args.lstm_hidden):
+        p.error(f'--turn-memory {args.turn_memory}: expected 0, or > 0 with a feed-forward '
+                f'policy (--lstm-hidden 0; the LSTM state is the memory)')
     if args.lr_schedule not in ('linear', 'constant'):
         p.error(f'--lr-schedule: expected linear or constant, got {args.lr_schedule!r}')
     if (args.n_steps * args.n_envs) % args.batch_size:
@@ -277,6 +285,32 @@ class StackFrames(gym.ObservationWrapper):
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """Push one frame, return the stack."""
         return self.stack.push(observation)
+
+
+class TurnMemoryPlane(gym.Wrapper):
+    """Normalised ``(C, H, W)`` -> ``(C + 1, H, W)``: the :class:`TurnMemory` plane appended."""
+
+    def __init__(self, env: gym.Env, limit: int):
+        super().__init__(env)
+        c, h, w = env.observation_space.shape
+        self.memory = TurnMemory(limit)
+        self.size = (int(h), int(w))
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (c + 1, h, w), np.float32)
+
+    def _with_plane(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([obs, self.memory.plane(self.size, self.memory.observe())])
+
+    def reset(self, **kwargs):
+        """New episode: no turns so far."""
+        obs, info = self.env.reset(**kwargs)
+        self.memory.reset()
+        return self._with_plane(obs), info
+
+    def step(self, action):
+        """Step the env, count the action, append the plane for the next decision."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.memory.record(int(action))
+        return self._with_plane(obs), reward, terminated, truncated, info
 
 
 class CollisionPenalty(gym.Wrapper):
@@ -445,8 +479,8 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
              collision_penalty: float = 0.0, spin_penalty: float = 0.0, spin_limit: int = 24,
              frame_stack: int = 1, progress_reward: str = 'euclidean',
              detour_keep: float = 1.0, detour_margin: float = 0.3,
-             frame_offsets: tuple[int, ...] | None = None):
-    """Env factory (picklable for ``SubprocVecEnv``): ChairNav, penalties, Monitor, norm, stack."""
+             frame_offsets: tuple[int, ...] | None = None, turn_memory: int = 0):
+    """Env factory (picklable for ``SubprocVecEnv``): ChairNav, wrappers, stack, turn plane."""
 
     def thunk() -> gym.Env:
         os.environ.setdefault('PYGLET_HEADLESS', '1')
@@ -467,7 +501,9 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
         if spin_penalty:
             env = SpinPenalty(env, spin_penalty, spin_limit)
         env = NormalizeObservation(Monitor(SuccessInfo(env)))
-        return StackFrames(env, frame_stack, frame_offsets) if frame_stack > 1 else env
+        if frame_stack > 1:
+            env = StackFrames(env, frame_stack, frame_offsets)
+        return TurnMemoryPlane(env, turn_memory) if turn_memory else env
 
     return thunk
 
@@ -481,7 +517,8 @@ def make_vec_env(args: Args):
                     spin_limit=args.spin_limit, frame_stack=args.frame_stack,
                     progress_reward=args.progress_reward, detour_keep=args.detour_keep,
                     detour_margin=args.detour_margin,
-                    frame_offsets=parse_offsets(args.frame_offsets))
+                    frame_offsets=parse_offsets(args.frame_offsets),
+                    turn_memory=args.turn_memory)
            for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
         venv = SubprocVecEnv(fns, start_method='forkserver')
@@ -522,14 +559,25 @@ def load_checkpoint(path: str | os.PathLike, **kwargs):
     return algorithm_class(is_recurrent_checkpoint(path)).load(path, device='cpu', **kwargs)
 
 
-def init_from_checkpoint(model, path: str | os.PathLike) -> None:
+def extra_planes(args: dict[str, Any] | Args) -> int:
+    """Input planes after the stacked frames: 1 with a turn-memory plane, else 0."""
+    turn = args.turn_memory if isinstance(args, Args) else args.get('turn_memory', 0)
+    return 1 if turn else 0
+
+
+def init_from_checkpoint(model, path: str | os.PathLike, extra: int = 0) -> None:
     """Copy a checkpoint's policy weights into ``model`` (see ``Args.init_from``).
 
     Every tensor must match in shape, except input-channel-widened convolutions: the old
-    weights go to the newest frame's channels (the last ones) and the rest are zero. A
-    recurrent model started from a feed-forward checkpoint takes its encoder only (the LSTM
-    and the heads behind it start fresh).
+    frame weights go to the newest frames' channels (the last of the stack), the old extra
+    planes' (``extra_planes``, read from the checkpoint's ``.json``) to the first of this
+    model's ``extra`` planes after the stack, and the rest are zero. A recurrent model started
+    from a feed-forward checkpoint takes its encoder only (the LSTM and the heads behind it
+    start fresh).
     """
+    state_path = Path(path).with_suffix('.json')
+    old_extra = (extra_planes(json.loads(state_path.read_text(encoding='utf-8')).get('args', {}))
+                 if state_path.exists() else 0)
     source = load_checkpoint(path).policy
     old = source.state_dict()
     new = model.policy.state_dict()
@@ -549,9 +597,13 @@ def init_from_checkpoint(model, path: str | os.PathLike) -> None:
         if w.shape == target.shape:
             new[key] = w.clone()
         elif (w.ndim == 4 and target.ndim == 4 and w.shape[0] == target.shape[0]
-              and w.shape[2:] == target.shape[2:] and target.shape[1] % w.shape[1] == 0):
+              and w.shape[2:] == target.shape[2:] and old_extra <= extra
+              and (w.shape[1] - old_extra) % 3 == 0 and (target.shape[1] - extra) % 3 == 0
+              and w.shape[1] - old_extra <= target.shape[1] - extra):
+            frames, old_frames = target.shape[1] - extra, w.shape[1] - old_extra
             widened = torch.zeros_like(target)
-            widened[:, -w.shape[1]:] = w
+            widened[:, frames - old_frames:frames] = w[:, :old_frames]
+            widened[:, frames:frames + old_extra] = w[:, old_frames:]
             new[key] = widened
         else:
             raise ValueError(f'{path}: {key} has shape {tuple(w.shape)}, this run needs '
@@ -673,7 +725,7 @@ class Trainer:
                           max_grad_norm=a.max_grad_norm, policy_kwargs=policy_kwargs,
                           tensorboard_log=tb, seed=a.seed, device='cpu', verbose=a.verbose)
         if a.init_from:
-            init_from_checkpoint(self.model, a.init_from)
+            init_from_checkpoint(self.model, a.init_from, extra_planes(a))
             print(f'initialised from {a.init_from}', flush=True)
         return self.model
 

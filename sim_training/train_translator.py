@@ -303,17 +303,22 @@ def freeze(m: nn.Module) -> nn.Module:
 class PolicyFeatures(nn.Module):
     """A frozen policy's encoder on single frames: ``(N, 3, H, W)`` -> ``(N, features_dim)``.
 
-    A frame-stacking actor sees the frame repeated over its stack (a robot standing still).
+    A frame-stacking actor sees the frame repeated over its stack (a robot standing still), and
+    a turn-memory actor a plane of -1 (no turns yet) after it.
     """
 
-    def __init__(self, actor: nn.Module, frame_stack: int):
+    def __init__(self, actor: nn.Module, frame_stack: int, turn_memory: int = 0):
         super().__init__()
         self.encoder = freeze(actor.features)
         self.frame_stack = int(frame_stack)
+        self.turn_plane = bool(turn_memory)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder features of ``x`` stacked ``frame_stack`` times on the channels."""
-        return self.encoder(x.repeat(1, self.frame_stack, 1, 1) if self.frame_stack > 1 else x)
+        x = x.repeat(1, self.frame_stack, 1, 1) if self.frame_stack > 1 else x
+        if self.turn_plane:
+            x = torch.cat([x, x.new_full((x.shape[0], 1, *x.shape[2:]), -1.0)], dim=1)
+        return self.encoder(x)
 
 
 def load_task_features(name_or_path: str) -> PolicyFeatures:
@@ -325,7 +330,7 @@ def load_task_features(name_or_path: str) -> PolicyFeatures:
     from vr_goggles.policy import Policy
 
     policy = Policy.load(name_or_path)
-    return PolicyFeatures(policy.module, policy.frame_stack)
+    return PolicyFeatures(policy.module, policy.frame_stack, policy.turn_memory)
 
 
 def _set_grad(modules: list[nn.Module], flag: bool) -> None:

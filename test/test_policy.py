@@ -162,3 +162,42 @@ def test_stacked_policy_keeps_a_paced_history(tmp_path, rng):
                     normalization=dict(NORMALIZATION), extra={'frame_stack': 3})
     with pytest.raises(WeightsError, match='frame_stack'):
         Policy.load(save(tmp_path / 'p3', actor.state_dict(), bad))
+
+
+def test_turn_memory_policy_counts_its_own_turns(tmp_path, rng):
+    """turn_memory card: the last plane is 2 min(turns, limit) / limit - 1 (known answers).
+
+    ``turns`` are the control steps since the policy last chose forward.
+    """
+    kwargs = {**KWARGS, 'in_channels': 4}
+    actor = build('NavActor', **kwargs).eval()
+    card = ModelCard(name='pt', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
+                     normalization=dict(NORMALIZATION),
+                     extra={'turn_memory': 4, 'control_period_s': 0.5})
+    policy = Policy.load(save(tmp_path / 'pt', actor.state_dict(), card))
+    assert policy.turn_memory == 4 and policy.frame_stack == 1
+    seen = []
+
+    def module(x):  # forward once the plane reaches 0 (two turns), else turn left
+        assert x.shape == (1, 4, 64, 64) and torch.all(x[:, 3] == x[0, 3, 0, 0])
+        v = float(x[0, 3, 0, 0])
+        seen.append(v)
+        return torch.tensor([[v, -v, -9.0]])
+
+    policy.module = module
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    F, L = actions.FORWARD, actions.TURN_LEFT
+    assert [policy.act(img) for _ in range(6)] == [L, L, F, L, L, F]
+    assert seen == pytest.approx([-1.0, -0.5, 0.0, -1.0, -0.5, 0.0])
+    # Frames inside a control period are the same step: the count moves once per step.
+    policy.reset()
+    seen.clear()
+    times = [0.0, 0.2, 0.5, 0.7, 1.0, 1.5]
+    assert list(policy.act_batch([img] * 6, times=times)) == [L, L, L, L, F, L]
+    assert seen == pytest.approx([-1.0, -1.0, -0.5, -0.5, 0.0, -1.0])
+    # An actor without the plane's channel is refused with the card's numbers.
+    bad = ModelCard(name='pb', architecture='NavActor', kwargs=dict(KWARGS),
+                    input_size=[64, 64], normalization=dict(NORMALIZATION),
+                    extra={'turn_memory': 4})
+    with pytest.raises(WeightsError, match='turn_memory=4 needs in_channels=4'):
+        Policy.load(save(tmp_path / 'pb', build('NavActor', **KWARGS).state_dict(), bad))

@@ -462,3 +462,88 @@ def test_lineage_follows_init_from_chain(tmp_path):
     assert [st['frame_stack'] for st in chain] == [1, 4]
     assert lineage({}) == []
     assert 'unknown' in lineage({'init_from': str(tmp_path / 'missing.zip')})[0]['state']
+
+
+def test_turn_memory_export_parity(tmp_path):
+    """--turn-memory: Policy counts its own turns as the training wrapper counted the env's."""
+    import gymnasium as gym
+
+    import sim_training  # noqa: F401
+    from sim_training.train_translator import load_task_features
+    from vr_goggles.turn_memory import TurnMemory
+
+    torch.set_num_threads(1)
+    run = tmp_path / 'turn'
+    train_policy.Trainer(train_policy.parse_args(
+        [*TINY, '--run-dir', str(run), '--total-timesteps', '64', '--frame-stack', '2',
+         '--turn-memory', '3'])).train()
+    model = load_checkpoint(run / train_policy.CHECKPOINT)
+    assert model.observation_space.shape == (7, 64, 64)
+    policy = Policy.load(export(run / train_policy.CHECKPOINT, tmp_path / 'policy_turn'))
+    card = policy.card
+    assert card.extra['turn_memory'] == 3 and card.kwargs['in_channels'] == 7
+    assert policy.frame_stack == 2 and 'min(n, 3) / 3 - 1' in card.task
+    # Drive the env with Policy; rebuild each input as the training wrappers do and ask SB3.
+    env = gym.make('VrGoggles/ChairNav-v0', domain='sim', split='eval', max_episode_steps=12)
+    stack, memory = FrameStack(2), TurnMemory(3)
+    obs, _ = env.reset(seed=ev.eval_seeds(1, 0)[0])
+    policy.reset()
+    planes = set()
+    for _ in range(30):
+        ours = policy.act(obs)
+        x = stack.push(normalize(obs)[0])
+        plane = memory.plane(x.shape[1:], memory.observe())
+        planes.add(float(plane[0, 0, 0]))
+        x = np.concatenate([x, plane])[None]
+        sb3, _ = model.predict(x, deterministic=True)
+        assert ours == int(sb3[0])
+        with torch.no_grad():
+            ref = model.policy.get_distribution(torch.from_numpy(x)).distribution.logits
+            got = torch.log_softmax(policy.module(torch.from_numpy(x)), dim=1)
+        assert torch.allclose(ref, got, atol=1e-5)
+        memory.record(ours)
+        obs, _, term, trunc, _ = env.step(ours)
+        if term or trunc:
+            obs, _ = env.reset()
+            policy.reset()
+            stack.reset()
+            memory.reset()
+    env.close()
+    assert len(planes) > 1  # the count moved, so the plane was exercised
+    # The translator's task-feature loss feeds the plane too (a standing robot: -1).
+    feats = load_task_features(str(tmp_path / 'policy_turn'))
+    assert feats(torch.zeros(2, 3, 64, 64)).shape == (2, 32)
+
+
+def test_init_from_adds_a_zero_turn_plane(trained, tmp_path):
+    """A 1-frame run warm-starts a 2-frame turn-memory run that acts exactly like it."""
+    old_run = tmp_path / 'k1'
+    train_policy.Trainer(train_policy.parse_args(
+        [*TINY, '--frame-stack', '1', '--run-dir', str(old_run),
+         '--total-timesteps', '64'])).train()
+    old = load_checkpoint(old_run / train_policy.CHECKPOINT)
+    args = train_policy.parse_args([*TINY, '--frame-stack', '2', '--turn-memory', '4',
+                                    '--run-dir', str(tmp_path / 'k2'), '--init-from',
+                                    str(old_run / train_policy.CHECKPOINT)])
+    venv = train_policy.make_vec_env(args)
+    try:
+        new = train_policy.Trainer(args).build(venv)
+    finally:
+        venv.close()
+    frames = torch.rand(5, 3, 64, 64) * 2 - 1
+    older = torch.rand(5, 3, 64, 64) * 2 - 1
+    plane = torch.rand(5, 1, 1, 1).expand(5, 1, 64, 64)
+    w = new.policy.features_extractor.encoder.cnn[0].weight
+    assert w.shape[1] == 7 and not w[:, :3].any() and not w[:, 6].any()
+    with torch.no_grad():
+        ref = old.policy.get_distribution(frames).distribution.logits
+        got = new.policy.get_distribution(torch.cat([older, frames, plane], 1)).distribution
+        assert torch.allclose(ref, got.logits, atol=1e-6)
+
+
+def test_turn_memory_flag_is_checked():
+    assert train_policy.parse_args(['--turn-memory', '24']).turn_memory == 24
+    for bad in (['--turn-memory', '-1'],
+                ['--turn-memory', '24', '--lstm-hidden', '16', '--frame-stack', '1']):
+        with pytest.raises(SystemExit):
+            train_policy.parse_args(bad)

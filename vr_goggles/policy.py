@@ -14,7 +14,9 @@ interrupted stream); the card's ``frame_offsets`` say how many steps back each s
 dilated stack), default the last ``frame_stack`` steps. A recurrent policy
 (``NavRecurrentActor``) keeps an LSTM state instead, stepped by the same rule: a frame closer
 than the control period to the last kept one recomputes the newest step from the state before
-it rather than advancing the memory.
+it rather than advancing the memory. The card's ``turn_memory`` (default 0: none) adds the
+:class:`vr_goggles.turn_memory.TurnMemory` plane after the frames: the policy counts its own
+turning steps, assuming the action it chose (the argmax) is the one the robot executed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
 from vr_goggles.frame_stack import FrameStack, starts_new_step, time_went_back
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor
+from vr_goggles.turn_memory import TurnMemory
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
 
@@ -50,14 +53,18 @@ class Policy:
                                f'policy has {n_actions} actions, vr_goggles.actions defines '
                                f'{len(ACTION_NAMES)} {ACTION_NAMES}')
         self.frame_stack = int(card.extra.get('frame_stack', 1))
+        self.turn_memory = int(card.extra.get('turn_memory', 0))
         in_channels = int(card.kwargs.get('in_channels', 3))
-        if self.frame_stack < 1 or in_channels != 3 * self.frame_stack:
+        want = 3 * self.frame_stack + (1 if self.turn_memory else 0)
+        if self.frame_stack < 1 or self.turn_memory < 0 or in_channels != want:
             raise WeightsError(name or card.name,
-                               f'card frame_stack={self.frame_stack} needs in_channels='
-                               f'{3 * self.frame_stack}, the actor has {in_channels}')
-        if self.recurrent and self.frame_stack != 1:
+                               f'card frame_stack={self.frame_stack}, '
+                               f'turn_memory={self.turn_memory} needs in_channels={want}, the '
+                               f'actor has {in_channels}')
+        if self.recurrent and (self.frame_stack != 1 or self.turn_memory):
             raise WeightsError(name or card.name, f'a recurrent policy sees one frame per step, '
-                                                  f'card says frame_stack={self.frame_stack}')
+                                                  f'card says frame_stack={self.frame_stack}, '
+                                                  f'turn_memory={self.turn_memory}')
         self.module = module
         self.card = card
         self.name = name or card.name
@@ -69,6 +76,8 @@ class Policy:
                                       offsets=card.extra.get('frame_offsets'))
         except ValueError as e:
             raise WeightsError(name or card.name, f'card frame_offsets: {e}') from None
+        self.turns = (TurnMemory(self.turn_memory, period=self.period) if self.turn_memory
+                      else None)
         self._state: Any = None  # recurrent: (h, c) after the newest step; None = new episode
         self._state_before: Any = None  # recurrent: (h, c) before the newest step
         self._t_kept: float | None = None
@@ -85,6 +94,8 @@ class Policy:
     def reset(self) -> None:
         """Forget the frame history (a new episode, or the camera stream was interrupted)."""
         self.history.reset()
+        if self.turns is not None:
+            self.turns.reset()
         self._state = self._state_before = self._t_kept = None
 
     def logits(self, images: np.ndarray | list[np.ndarray], color_order: str = 'rgb',
@@ -104,8 +115,24 @@ class Policy:
         if self.frame_stack > 1:
             x = np.stack([self.history.push(f, None if times is None else float(times[i]))
                           for i, f in enumerate(x)])
+        if self.turns is not None:
+            return self._turn_memory_logits(x, times)
         with torch.inference_mode():
             return self.module(torch.from_numpy(x)).numpy()
+
+    def _turn_memory_logits(self, x: np.ndarray, times: Sequence[float] | None) -> np.ndarray:
+        """Frame stacks ``x`` one at a time: each choice feeds the next frame's turn plane."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i, stack in enumerate(x):
+                value = self.turns.observe(None if times is None else float(times[i]))
+                inp = np.concatenate([stack, self.turns.plane(stack.shape[1:], value)])
+                logits = self.module(torch.from_numpy(inp[None]))[0].numpy()
+                self.turns.record(int(np.argmax(logits)))
+                out.append(logits)
+        return np.stack(out)
 
     def _recurrent_logits(self, x: np.ndarray, times: Sequence[float] | None) -> np.ndarray:
         """Step the LSTM state through consecutive frames ``x`` (the FrameStack slot rule)."""
