@@ -102,6 +102,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     import stable_baselines3
     import torch
 
+    from sim_training.train_policy import extra_planes
+
     checkpoint = Path(checkpoint)
     model = load_checkpoint(checkpoint)
     actor, kwargs = actor_from_sb3(model)
@@ -116,7 +118,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     size = [int(v) for v in kwargs['input_size']]
     pre = Preprocessor(size=(int(size[0]), int(size[1])), keep_aspect=True)
     turn_memory = int(args.get('turn_memory', 0))
-    k = (int(kwargs['in_channels']) - (1 if turn_memory else 0)) // 3
+    turn_window = int(args.get('turn_window', 0)) if turn_memory else 0
+    k = (int(kwargs['in_channels']) - extra_planes(args)) // 3
     offsets = check_offsets(parse_offsets(args.get('frame_offsets', '')), k)
     contiguous = offsets == check_offsets(None, k)
     recurrent = 'lstm_hidden' in kwargs
@@ -140,8 +143,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                  + f' stacked on channels oldest first (vr_goggles.frame_stack), '
                    f'(N, {3 * k}, H, W)')
               + (f', then one plane of the control steps since the last forward step, '
-                 f'2 * min(n, {turn_memory}) / {turn_memory} - 1 (vr_goggles.turn_memory), '
-                 f'(N, {3 * k + 1}, H, W)' if turn_memory else '')
+                 f'2 * min(n, {turn_memory}) / {turn_memory} - 1'
+                 + (f', and one of the turns among the last {turn_window} steps, '
+                    f'2 * n / {turn_window} - 1' if turn_window else '')
+                 + f' (vr_goggles.turn_memory), (N, {kwargs["in_channels"]}, H, W)'
+                 if turn_memory else '')
               + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
                  f'whose state starts at zero every episode' if recurrent else '')
               + '; output logits over ACTION_NAMES, act = argmax'),
@@ -164,6 +170,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'frame_stack': k,
             'frame_offsets': list(offsets),
             'turn_memory': turn_memory,
+            'turn_window': turn_window,
             'preprocessing': pre.card(),
             'preprocessing_path': (f'uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
                                    f'{type(actor).__name__}; training fed SB3 the same '

@@ -77,6 +77,9 @@ class Args:
     """> 0: append one input plane counting the control steps since the last forward step,
     saturating at this many turns (24 x 15 degrees = a full turn; vr_goggles.turn_memory), so
     the policy can know it has already looked all around; 0 = frames only"""
+    turn_window: int = 0
+    """> 0 (with --turn-memory): a second plane, the share of turns among the last this many
+    control steps, which a single forward step does not reset; 0 = none"""
     max_episode_steps: int = 0
     """episode limit; 0 keeps the environment's default"""
     learning_rate: float = 3e-4
@@ -227,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     if args.turn_memory < 0 or (args.turn_memory and args.lstm_hidden):
         p.error(f'--turn-memory {args.turn_memory}: expected 0, or > 0 with a feed-forward '
                 f'policy (--lstm-hidden 0; the LSTM state is the memory)')
+    if args.turn_window < 0 or (args.turn_window and not args.turn_memory):
+        p.error(f'--turn-window {args.turn_window}: expected 0, or > 0 with --turn-memory')
     if args.lr_schedule not in ('linear', 'constant'):
         p.error(f'--lr-schedule: expected linear or constant, got {args.lr_schedule!r}')
     if (args.n_steps * args.n_envs) % args.batch_size:
@@ -288,17 +293,18 @@ class StackFrames(gym.ObservationWrapper):
 
 
 class TurnMemoryPlane(gym.Wrapper):
-    """Normalised ``(C, H, W)`` -> ``(C + 1, H, W)``: the :class:`TurnMemory` plane appended."""
+    """Normalised ``(C, H, W)`` -> ``(C + n, H, W)``: the :class:`TurnMemory` planes appended."""
 
-    def __init__(self, env: gym.Env, limit: int):
+    def __init__(self, env: gym.Env, limit: int, window: int = 0):
         super().__init__(env)
         c, h, w = env.observation_space.shape
-        self.memory = TurnMemory(limit)
+        self.memory = TurnMemory(limit, window=window)
         self.size = (int(h), int(w))
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (c + 1, h, w), np.float32)
+        self.observation_space = gym.spaces.Box(
+            -1.0, 1.0, (c + self.memory.n_planes, h, w), np.float32)
 
     def _with_plane(self, obs: np.ndarray) -> np.ndarray:
-        return np.concatenate([obs, self.memory.plane(self.size, self.memory.observe())])
+        return np.concatenate([obs, self.memory.planes(self.size, self.memory.observe())])
 
     def reset(self, **kwargs):
         """New episode: no turns so far."""
@@ -479,7 +485,8 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
              collision_penalty: float = 0.0, spin_penalty: float = 0.0, spin_limit: int = 24,
              frame_stack: int = 1, progress_reward: str = 'euclidean',
              detour_keep: float = 1.0, detour_margin: float = 0.3,
-             frame_offsets: tuple[int, ...] | None = None, turn_memory: int = 0):
+             frame_offsets: tuple[int, ...] | None = None, turn_memory: int = 0,
+             turn_window: int = 0):
     """Env factory (picklable for ``SubprocVecEnv``): ChairNav, wrappers, stack, turn plane."""
 
     def thunk() -> gym.Env:
@@ -503,7 +510,7 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
         env = NormalizeObservation(Monitor(SuccessInfo(env)))
         if frame_stack > 1:
             env = StackFrames(env, frame_stack, frame_offsets)
-        return TurnMemoryPlane(env, turn_memory) if turn_memory else env
+        return TurnMemoryPlane(env, turn_memory, turn_window) if turn_memory else env
 
     return thunk
 
@@ -518,7 +525,7 @@ def make_vec_env(args: Args):
                     progress_reward=args.progress_reward, detour_keep=args.detour_keep,
                     detour_margin=args.detour_margin,
                     frame_offsets=parse_offsets(args.frame_offsets),
-                    turn_memory=args.turn_memory)
+                    turn_memory=args.turn_memory, turn_window=args.turn_window)
            for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
         venv = SubprocVecEnv(fns, start_method='forkserver')
@@ -560,9 +567,9 @@ def load_checkpoint(path: str | os.PathLike, **kwargs):
 
 
 def extra_planes(args: dict[str, Any] | Args) -> int:
-    """Input planes after the stacked frames: 1 with a turn-memory plane, else 0."""
-    turn = args.turn_memory if isinstance(args, Args) else args.get('turn_memory', 0)
-    return 1 if turn else 0
+    """Input planes after the stacked frames: the turn memory's (0, 1, or 2 with a window)."""
+    a = asdict(args) if isinstance(args, Args) else args
+    return (1 + bool(a.get('turn_window', 0))) if a.get('turn_memory', 0) else 0
 
 
 def init_from_checkpoint(model, path: str | os.PathLike, extra: int = 0) -> None:

@@ -307,17 +307,18 @@ class PolicyFeatures(nn.Module):
     a turn-memory actor a plane of -1 (no turns yet) after it.
     """
 
-    def __init__(self, actor: nn.Module, frame_stack: int, turn_memory: int = 0):
+    def __init__(self, actor: nn.Module, frame_stack: int, turn_planes: int = 0):
         super().__init__()
         self.encoder = freeze(actor.features)
         self.frame_stack = int(frame_stack)
-        self.turn_plane = bool(turn_memory)
+        self.turn_planes = int(turn_planes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder features of ``x`` stacked ``frame_stack`` times on the channels."""
         x = x.repeat(1, self.frame_stack, 1, 1) if self.frame_stack > 1 else x
-        if self.turn_plane:
-            x = torch.cat([x, x.new_full((x.shape[0], 1, *x.shape[2:]), -1.0)], dim=1)
+        if self.turn_planes:
+            x = torch.cat([x, x.new_full((x.shape[0], self.turn_planes, *x.shape[2:]), -1.0)],
+                          dim=1)
         return self.encoder(x)
 
 
@@ -330,7 +331,8 @@ def load_task_features(name_or_path: str) -> PolicyFeatures:
     from vr_goggles.policy import Policy
 
     policy = Policy.load(name_or_path)
-    return PolicyFeatures(policy.module, policy.frame_stack, policy.turn_memory)
+    return PolicyFeatures(policy.module, policy.frame_stack,
+                          0 if policy.turns is None else policy.turns.n_planes)
 
 
 def _set_grad(modules: list[nn.Module], flag: bool) -> None:

@@ -199,5 +199,5 @@ def test_turn_memory_policy_counts_its_own_turns(tmp_path, rng):
     bad = ModelCard(name='pb', architecture='NavActor', kwargs=dict(KWARGS),
                     input_size=[64, 64], normalization=dict(NORMALIZATION),
                     extra={'turn_memory': 4})
-    with pytest.raises(WeightsError, match='turn_memory=4 needs in_channels=4'):
+    with pytest.raises(WeightsError, match='turn_memory=4, turn_window=0 needs in_channels=4'):
         Policy.load(save(tmp_path / 'pb', build('NavActor', **KWARGS).state_dict(), bad))

@@ -476,24 +476,25 @@ def test_turn_memory_export_parity(tmp_path):
     run = tmp_path / 'turn'
     train_policy.Trainer(train_policy.parse_args(
         [*TINY, '--run-dir', str(run), '--total-timesteps', '64', '--frame-stack', '2',
-         '--turn-memory', '3'])).train()
+         '--turn-memory', '3', '--turn-window', '5'])).train()
     model = load_checkpoint(run / train_policy.CHECKPOINT)
-    assert model.observation_space.shape == (7, 64, 64)
+    assert model.observation_space.shape == (8, 64, 64)
     policy = Policy.load(export(run / train_policy.CHECKPOINT, tmp_path / 'policy_turn'))
     card = policy.card
-    assert card.extra['turn_memory'] == 3 and card.kwargs['in_channels'] == 7
-    assert policy.frame_stack == 2 and 'min(n, 3) / 3 - 1' in card.task
+    assert card.extra['turn_memory'] == 3 and card.extra['turn_window'] == 5
+    assert card.kwargs['in_channels'] == 8 and policy.frame_stack == 2
+    assert 'min(n, 3) / 3 - 1' in card.task and 'last 5 steps' in card.task
     # Drive the env with Policy; rebuild each input as the training wrappers do and ask SB3.
     env = gym.make('VrGoggles/ChairNav-v0', domain='sim', split='eval', max_episode_steps=12)
-    stack, memory = FrameStack(2), TurnMemory(3)
+    stack, memory = FrameStack(2), TurnMemory(3, window=5)
     obs, _ = env.reset(seed=ev.eval_seeds(1, 0)[0])
     policy.reset()
     planes = set()
     for _ in range(30):
         ours = policy.act(obs)
         x = stack.push(normalize(obs)[0])
-        plane = memory.plane(x.shape[1:], memory.observe())
-        planes.add(float(plane[0, 0, 0]))
+        plane = memory.planes(x.shape[1:], memory.observe())
+        planes.add(tuple(plane[:, 0, 0]))
         x = np.concatenate([x, plane])[None]
         sb3, _ = model.predict(x, deterministic=True)
         assert ours == int(sb3[0])
@@ -509,7 +510,7 @@ def test_turn_memory_export_parity(tmp_path):
             stack.reset()
             memory.reset()
     env.close()
-    assert len(planes) > 1  # the count moved, so the plane was exercised
+    assert len(planes) > 2  # the counts moved, so the planes were exercised
     # The translator's task-feature loss feeds the plane too (a standing robot: -1).
     feats = load_task_features(str(tmp_path / 'policy_turn'))
     assert feats(torch.zeros(2, 3, 64, 64)).shape == (2, 32)
@@ -544,6 +545,7 @@ def test_init_from_adds_a_zero_turn_plane(trained, tmp_path):
 def test_turn_memory_flag_is_checked():
     assert train_policy.parse_args(['--turn-memory', '24']).turn_memory == 24
     for bad in (['--turn-memory', '-1'],
-                ['--turn-memory', '24', '--lstm-hidden', '16', '--frame-stack', '1']):
+                ['--turn-memory', '24', '--lstm-hidden', '16', '--frame-stack', '1'],
+                ['--turn-window', '48'], ['--turn-memory', '24', '--turn-window', '-1']):
         with pytest.raises(SystemExit):
             train_policy.parse_args(bad)

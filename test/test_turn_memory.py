@@ -13,7 +13,7 @@ def drive(memory: TurnMemory, actions, times=None) -> list[float]:
     """Observe, then record each action; the values each decision saw."""
     seen = []
     for i, a in enumerate(actions):
-        seen.append(memory.observe(None if times is None else times[i]))
+        seen.append(memory.observe(None if times is None else times[i])[0])
         memory.record(a)
     return seen
 
@@ -23,16 +23,16 @@ def test_counts_turns_since_the_last_forward_step():
     seen = drive(m, [TURN_LEFT, TURN_RIGHT, TURN_LEFT, FORWARD, TURN_RIGHT, TURN_RIGHT])
     # turns before each decision: 0, 1, 2, 3, 0 (after forward), 1 -> 2 n / 4 - 1
     assert seen == pytest.approx([-1.0, -0.5, 0.0, 0.5, -1.0, -0.5])
-    assert m.observe() == pytest.approx(0.0) and m.turns == 2
+    assert m.observe() == pytest.approx((0.0,)) and m.turns == 2 and m.n_planes == 1
 
 
 def test_saturates_at_the_limit_and_resets():
     m = TurnMemory(3)
     assert drive(m, [TURN_LEFT] * 6)[-1] == 1.0 and m.turns == 5
-    assert m.value() == 1.0
+    assert m.values() == (1.0,)
     m.reset()
-    assert m.observe() == -1.0
-    plane = m.plane((2, 3))
+    assert m.observe() == (-1.0,)
+    plane = m.planes((2, 3))
     assert plane.shape == (1, 2, 3) and plane.dtype == np.float32 and (plane == -1).all()
 
 
@@ -45,10 +45,28 @@ def test_frames_within_a_period_are_one_step_and_the_last_choice_counts():
     assert seen == pytest.approx([-1.0, -1.0, -1.0, -1.0, -0.75])
     # A frame a hair early (inside PERIOD_TOLERANCE) still starts a step.
     m.record(TURN_LEFT)
-    assert m.observe(1.46) == pytest.approx(-0.5)
+    assert m.observe(1.46) == pytest.approx((-0.5,))
     # Time going back (a looped bag) restarts the count.
     m.record(TURN_LEFT)
-    assert m.observe(0.1) == -1.0 and m.turns == 0
+    assert m.observe(0.1) == (-1.0,) and m.turns == 0
+
+
+def test_window_plane_remembers_spinning_across_a_forward_step():
+    m = TurnMemory(3, window=4)
+    assert m.n_planes == 2
+    L, F = TURN_LEFT, FORWARD
+    seen = []
+    for a in (L, L, L, F, L, F, F):
+        seen.append(m.observe())
+        m.record(a)
+    seen.append(m.observe())
+    # (count plane, share of turns among the last 4 steps); steps before the episode: none.
+    assert np.allclose(seen, [(-1, -1), (-1 / 3, -0.5), (1 / 3, 0.0), (1, 0.5),
+                              (-1, 0.5), (-1 / 3, 0.5), (-1, 0.0), (-1, -0.5)])
+    planes = m.planes((2, 2))
+    assert planes.shape == (2, 2, 2) and (planes[0] == -1).all() and (planes[1] == -0.5).all()
+    m.reset()
+    assert m.observe() == (-1.0, -1.0)
 
 
 def test_bad_arguments_are_refused():
@@ -57,6 +75,8 @@ def test_bad_arguments_are_refused():
             TurnMemory(bad)
     with pytest.raises(ValueError, match='period'):
         TurnMemory(4, period=0.0)
+    with pytest.raises(ValueError, match='window'):
+        TurnMemory(4, window=-1)
 
 
 def test_training_wrapper_appends_the_plane():
@@ -82,3 +102,7 @@ def test_training_wrapper_appends_the_plane():
     assert planes == pytest.approx([0.0, 1.0, 1.0, -1.0])
     env.step(TURN_LEFT)
     assert (env.reset()[0][6] == -1).all()  # no count leaks into the next episode
+    env = TurnMemoryPlane(Still(), 2, window=2)
+    assert env.reset()[0].shape == (8, 2, 2)
+    obs = [env.step(a)[0][6:, 0, 0] for a in (TURN_LEFT, TURN_LEFT, FORWARD)]
+    assert np.allclose(obs, [[0.0, 0.0], [1.0, 1.0], [-1.0, 0.0]])

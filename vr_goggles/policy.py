@@ -15,8 +15,9 @@ dilated stack), default the last ``frame_stack`` steps. A recurrent policy
 (``NavRecurrentActor``) keeps an LSTM state instead, stepped by the same rule: a frame closer
 than the control period to the last kept one recomputes the newest step from the state before
 it rather than advancing the memory. The card's ``turn_memory`` (default 0: none) adds the
-:class:`vr_goggles.turn_memory.TurnMemory` plane after the frames: the policy counts its own
-turning steps, assuming the action it chose (the argmax) is the one the robot executed.
+:class:`vr_goggles.turn_memory.TurnMemory` planes after the frames (two with ``turn_window``):
+the policy counts its own turning steps, assuming the action it chose (the argmax) is the one
+the robot executed.
 """
 
 from __future__ import annotations
@@ -54,13 +55,15 @@ class Policy:
                                f'{len(ACTION_NAMES)} {ACTION_NAMES}')
         self.frame_stack = int(card.extra.get('frame_stack', 1))
         self.turn_memory = int(card.extra.get('turn_memory', 0))
+        self.turn_window = int(card.extra.get('turn_window', 0)) if self.turn_memory else 0
         in_channels = int(card.kwargs.get('in_channels', 3))
-        want = 3 * self.frame_stack + (1 if self.turn_memory else 0)
-        if self.frame_stack < 1 or self.turn_memory < 0 or in_channels != want:
+        want = 3 * self.frame_stack + ((1 + bool(self.turn_window)) if self.turn_memory else 0)
+        if (self.frame_stack < 1 or self.turn_memory < 0 or self.turn_window < 0
+                or in_channels != want):
             raise WeightsError(name or card.name,
                                f'card frame_stack={self.frame_stack}, '
-                               f'turn_memory={self.turn_memory} needs in_channels={want}, the '
-                               f'actor has {in_channels}')
+                               f'turn_memory={self.turn_memory}, turn_window={self.turn_window}'
+                               f' needs in_channels={want}, the actor has {in_channels}')
         if self.recurrent and (self.frame_stack != 1 or self.turn_memory):
             raise WeightsError(name or card.name, f'a recurrent policy sees one frame per step, '
                                                   f'card says frame_stack={self.frame_stack}, '
@@ -76,8 +79,8 @@ class Policy:
                                       offsets=card.extra.get('frame_offsets'))
         except ValueError as e:
             raise WeightsError(name or card.name, f'card frame_offsets: {e}') from None
-        self.turns = (TurnMemory(self.turn_memory, period=self.period) if self.turn_memory
-                      else None)
+        self.turns = (TurnMemory(self.turn_memory, period=self.period, window=self.turn_window)
+                      if self.turn_memory else None)
         self._state: Any = None  # recurrent: (h, c) after the newest step; None = new episode
         self._state_before: Any = None  # recurrent: (h, c) before the newest step
         self._t_kept: float | None = None
@@ -127,8 +130,8 @@ class Policy:
         out = []
         with torch.inference_mode():
             for i, stack in enumerate(x):
-                value = self.turns.observe(None if times is None else float(times[i]))
-                inp = np.concatenate([stack, self.turns.plane(stack.shape[1:], value)])
+                values = self.turns.observe(None if times is None else float(times[i]))
+                inp = np.concatenate([stack, self.turns.planes(stack.shape[1:], values)])
                 logits = self.module(torch.from_numpy(inp[None]))[0].numpy()
                 self.turns.record(int(np.argmax(logits)))
                 out.append(logits)

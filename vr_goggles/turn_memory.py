@@ -1,4 +1,4 @@
-"""How long the policy has been turning in place, as one extra input plane.
+"""How long the policy has been turning in place, as extra input planes.
 
 A policy that sees only its last few frames cannot tell that it has already turned all the way
 round: with the chair hidden behind an obstacle every view repeats, and a deterministic policy
@@ -6,7 +6,10 @@ turns in place until the episode ends (the main failure of the 4-frame policy_si
 layouts). Its own action history is memory the robot has for free, with no extra sensor. This
 module turns "control steps since the last forward step" into an input plane appended to the
 frame stack, ``2 * min(n, limit) / limit - 1`` in [-1, 1], where ``limit`` turns (24 x 15
-degrees = a full turn) saturate it.
+degrees = a full turn) saturate it. A single forward step resets that count, and a policy
+trained with it learnt to spin a full turn, step forward once and spin again (measured). With
+``window`` > 0 a second plane, ``2 * turns / window - 1`` over the last ``window`` steps, keeps
+that recent spinning visible after the forward step.
 
 Training (a Gymnasium wrapper), evaluation, replay and the policy node all count through this
 one class, by the same step rule as :class:`vr_goggles.frame_stack.FrameStack`: every call is
@@ -15,6 +18,8 @@ belongs to the same step and the last action chosen in a step is the one that co
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -25,21 +30,26 @@ __all__ = ['TurnMemory']
 
 
 class TurnMemory:
-    """Counts consecutive turning control steps; :meth:`plane` encodes the count for the actor.
+    """Counts turning control steps; :meth:`planes` encodes the counts for the actor.
 
-    Use per frame: ``value = m.observe(t)`` (the count of the turns before this step), choose
-    an action with it, then ``m.record(action)``. The recorded action is committed when the
-    next control step starts.
+    Use per frame: ``values = m.observe(t)`` (the counts of the turns before this step),
+    choose an action with them, then ``m.record(action)``. The recorded action is committed
+    when the next control step starts.
     """
 
-    def __init__(self, limit: int, period: float | None = None):
+    def __init__(self, limit: int, period: float | None = None, window: int = 0):
         if int(limit) != limit or limit < 1:
             raise ValueError(f'limit: expected an int >= 1 (turns that saturate), got {limit!r}')
         if period is not None and not period > 0:
             raise ValueError(f'period: expected > 0 seconds or None, got {period!r}')
+        if int(window) != window or window < 0:
+            raise ValueError(f'window: expected an int >= 0 (steps; 0 = no window plane), '
+                             f'got {window!r}')
         self.limit = int(limit)
         self.period = period
+        self.window = int(window)
         self.turns = 0
+        self._recent: deque[bool] = deque(maxlen=max(self.window, 1))
         self._pending: int | None = None
         self._t_kept: float | None = None
         self._started = False
@@ -47,12 +57,18 @@ class TurnMemory:
     def reset(self) -> None:
         """New episode or interrupted stream: no turns so far."""
         self.turns = 0
+        self._recent.clear()
         self._pending = None
         self._t_kept = None
         self._started = False
 
-    def observe(self, t: float | None = None) -> float:
-        """Encoded turn count for a frame taken at ``t`` s (optional), in [-1, 1].
+    @property
+    def n_planes(self) -> int:
+        """Input planes this memory adds: 1, or 2 with a window."""
+        return 2 if self.window else 1
+
+    def observe(self, t: float | None = None) -> tuple[float, ...]:
+        """Encoded turn counts for a frame taken at ``t`` s (optional), each in [-1, 1].
 
         A frame that starts a new control step first commits the action recorded in the
         previous one.
@@ -63,18 +79,29 @@ class TurnMemory:
             self._started, self._t_kept = True, t
         elif starts_new_step(t, self._t_kept, self.period):
             if self._pending is not None:
-                self.turns = 0 if self._pending == FORWARD else self.turns + 1
+                turned = self._pending != FORWARD
+                self.turns = self.turns + 1 if turned else 0
+                self._recent.append(turned)
             self._pending, self._t_kept = None, t
-        return self.value()
+        return self.values()
 
     def record(self, action: int) -> None:
         """The action chosen (and executed) for the current control step."""
         self._pending = int(action)
 
-    def value(self) -> float:
-        """``2 * min(turns, limit) / limit - 1``: -1 after a forward step, 1 after ``limit``."""
-        return 2.0 * min(self.turns, self.limit) / self.limit - 1.0
+    def values(self) -> tuple[float, ...]:
+        """The planes' values: the count, then (with a window) the recent share of turns.
 
-    def plane(self, size: tuple[int, int], value: float | None = None) -> np.ndarray:
-        """``(1, H, W)`` float32 plane of ``value`` (default: the current one)."""
-        return np.full((1, *size), self.value() if value is None else value, np.float32)
+        ``2 * min(turns, limit) / limit - 1`` is -1 after a forward step and 1 after ``limit``
+        turns; the window's is ``2 * turns in the last window steps / window - 1``.
+        """
+        out = (2.0 * min(self.turns, self.limit) / self.limit - 1.0,)
+        if self.window:
+            out += (2.0 * sum(self._recent) / self.window - 1.0,)
+        return out
+
+    def planes(self, size: tuple[int, int],
+               values: tuple[float, ...] | None = None) -> np.ndarray:
+        """``(n_planes, H, W)`` float32 planes of ``values`` (default: the current ones)."""
+        values = self.values() if values is None else values
+        return np.stack([np.full(size, v, np.float32) for v in values])
