@@ -76,7 +76,9 @@ class Args:
     turn_memory: int = 0
     """> 0: append one input plane counting the control steps since the last forward step,
     saturating at this many turns (24 x 15 degrees = a full turn; vr_goggles.turn_memory), so
-    the policy can know it has already looked all around; 0 = frames only"""
+    the policy can know it has already looked all around; 0 = frames only. Measured: alone it
+    did not stop the turning in place; with --turn-window 48 it is the shipped recipe
+    (docs/policy_turn_memory.json)"""
     turn_window: int = 0
     """> 0 (with --turn-memory): a second plane, the share of turns among the last this many
     control steps, which a single forward step does not reset; 0 = none"""
