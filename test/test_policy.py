@@ -119,15 +119,19 @@ def test_policy_rejects_non_policy_card(tmp_path):
         Policy.load(path)
 
 
+def saved_card(path, kwargs, **extra):
+    """A random NavActor of ``kwargs`` saved with card ``extra``; returns (Policy, actor)."""
+    actor = build('NavActor', **kwargs).eval()
+    card = ModelCard(name=path.name, architecture='NavActor', kwargs=kwargs,
+                     input_size=[64, 64], normalization=dict(NORMALIZATION), extra=extra)
+    return Policy.load(save(path, actor.state_dict(), card)), actor
+
+
 def test_stacked_policy_keeps_a_paced_history(tmp_path, rng):
     """frame_stack=2: act sees (previous control step, newest frame); reset forgets."""
     torch.manual_seed(1)
     kwargs = {**KWARGS, 'in_channels': 6}
-    actor = build('NavActor', **kwargs).eval()
-    card = ModelCard(name='p2', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
-                     normalization=dict(NORMALIZATION),
-                     extra={'frame_stack': 2, 'control_period_s': 0.5})
-    policy = Policy.load(save(tmp_path / 'p2', actor.state_dict(), card))
+    policy, actor = saved_card(tmp_path / 'p2', kwargs, frame_stack=2, control_period_s=0.5)
     assert policy.frame_stack == 2
     pre = Preprocessor(size=(64, 64))
     a, b, c = (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3))
@@ -169,12 +173,8 @@ def test_turn_memory_policy_counts_its_own_turns(tmp_path, rng):
 
     ``turns`` are the control steps since the policy last chose forward.
     """
-    kwargs = {**KWARGS, 'in_channels': 4}
-    actor = build('NavActor', **kwargs).eval()
-    card = ModelCard(name='pt', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
-                     normalization=dict(NORMALIZATION),
-                     extra={'turn_memory': 4, 'control_period_s': 0.5})
-    policy = Policy.load(save(tmp_path / 'pt', actor.state_dict(), card))
+    policy, _ = saved_card(tmp_path / 'pt', {**KWARGS, 'in_channels': 4}, turn_memory=4,
+                           control_period_s=0.5)
     assert policy.turn_memory == 4 and policy.frame_stack == 1
     seen = []
 

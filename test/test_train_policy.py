@@ -409,23 +409,26 @@ def test_frame_offsets_flag_is_checked():
             train_policy.parse_args(bad)
 
 
-def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
-    """A memoryless run warm-starts a 3-frame run that initially acts exactly like it."""
-    run = trained[0]
-    base = [a for a in TINY if a != '--no-tensorboard']
+def warm_started(tmp_path, *flags: str):
+    """A tiny memoryless run, and a fresh model with ``flags`` built ``--init-from`` it."""
     old_run = tmp_path / 'k1'
     train_policy.Trainer(train_policy.parse_args(
-        [*base, '--no-tensorboard', '--frame-stack', '1', '--run-dir', str(old_run),
+        [*TINY, '--frame-stack', '1', '--run-dir', str(old_run),
          '--total-timesteps', '64'])).train()
-    old = load_checkpoint(old_run / train_policy.CHECKPOINT)
-    args = train_policy.parse_args([*base, '--no-tensorboard', '--frame-stack', '3',
-                                    '--run-dir', str(tmp_path / 'k3'), '--init-from',
-                                    str(old_run / train_policy.CHECKPOINT)])
+    args = train_policy.parse_args([*TINY, *flags, '--run-dir', str(tmp_path / 'k2'),
+                                    '--init-from', str(old_run / train_policy.CHECKPOINT)])
     venv = train_policy.make_vec_env(args)
     try:
         new = train_policy.Trainer(args).build(venv)
     finally:
         venv.close()
+    return load_checkpoint(old_run / train_policy.CHECKPOINT), new
+
+
+def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
+    """A memoryless run warm-starts a 3-frame run that initially acts exactly like it."""
+    run = trained[0]
+    old, new = warm_started(tmp_path, '--frame-stack', '3')
     frames = torch.rand(5, 3, 64, 64) * 2 - 1
     history = torch.rand(5, 6, 64, 64) * 2 - 1  # any older frames: their weights are zero
     with torch.no_grad():
@@ -435,7 +438,7 @@ def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
         assert torch.allclose(old.policy.predict_values(frames),
                               new.policy.predict_values(torch.cat([history, frames], 1)))
     # A checkpoint of another architecture is refused with its path.
-    bad = train_policy.parse_args([*base, '--channels', '8,16,8', '--run-dir',
+    bad = train_policy.parse_args([*TINY, '--channels', '8,16,8', '--run-dir',
                                    str(tmp_path / 'bad'), '--init-from',
                                    str(run / train_policy.CHECKPOINT)])
     venv = train_policy.make_vec_env(bad)
@@ -518,19 +521,7 @@ def test_turn_memory_export_parity(tmp_path):
 
 def test_init_from_adds_a_zero_turn_plane(trained, tmp_path):
     """A 1-frame run warm-starts a 2-frame turn-memory run that acts exactly like it."""
-    old_run = tmp_path / 'k1'
-    train_policy.Trainer(train_policy.parse_args(
-        [*TINY, '--frame-stack', '1', '--run-dir', str(old_run),
-         '--total-timesteps', '64'])).train()
-    old = load_checkpoint(old_run / train_policy.CHECKPOINT)
-    args = train_policy.parse_args([*TINY, '--frame-stack', '2', '--turn-memory', '4',
-                                    '--run-dir', str(tmp_path / 'k2'), '--init-from',
-                                    str(old_run / train_policy.CHECKPOINT)])
-    venv = train_policy.make_vec_env(args)
-    try:
-        new = train_policy.Trainer(args).build(venv)
-    finally:
-        venv.close()
+    old, new = warm_started(tmp_path, '--frame-stack', '2', '--turn-memory', '4')
     frames = torch.rand(5, 3, 64, 64) * 2 - 1
     older = torch.rand(5, 3, 64, 64) * 2 - 1
     plane = torch.rand(5, 1, 1, 1).expand(5, 1, 64, 64)
