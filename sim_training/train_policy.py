@@ -40,7 +40,7 @@ from vr_goggles.actions import FORWARD  # noqa: E402
 from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
 from vr_goggles.preprocess import normalize  # noqa: E402
-from vr_goggles.turn_memory import TurnMemory  # noqa: E402
+from vr_goggles.turn_memory import TurnMemory, n_planes  # noqa: E402
 from vr_goggles.weights import atomic_write_bytes  # noqa: E402
 
 ENV_ID = 'VrGoggles/ChairNav-v0'
@@ -571,7 +571,7 @@ def load_checkpoint(path: str | os.PathLike, **kwargs):
 def extra_planes(args: dict[str, Any] | Args) -> int:
     """Input planes after the stacked frames: the turn memory's (0, 1, or 2 with a window)."""
     a = asdict(args) if isinstance(args, Args) else args
-    return (1 + bool(a.get('turn_window', 0))) if a.get('turn_memory', 0) else 0
+    return n_planes(a.get('turn_memory', 0), a.get('turn_window', 0))
 
 
 def init_from_checkpoint(model, path: str | os.PathLike, extra: int = 0) -> None:

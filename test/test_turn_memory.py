@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT
-from vr_goggles.turn_memory import TurnMemory
+from vr_goggles.turn_memory import TurnMemory, n_planes
 
 
 def drive(memory: TurnMemory, actions, times=None) -> list[float]:
@@ -53,7 +53,8 @@ def test_frames_within_a_period_are_one_step_and_the_last_choice_counts():
 
 def test_window_plane_remembers_spinning_across_a_forward_step():
     m = TurnMemory(3, window=4)
-    assert m.n_planes == 2
+    assert m.n_planes == 2 == n_planes(3, 4)
+    assert n_planes(0, 48) == 0 and n_planes(24) == 1
     L, F = TURN_LEFT, FORWARD
     seen = []
     for a in (L, L, L, F, L, F, F):

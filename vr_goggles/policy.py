@@ -31,7 +31,7 @@ import numpy as np
 from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
 from vr_goggles.frame_stack import FrameStack, starts_new_step, time_went_back
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor
-from vr_goggles.turn_memory import TurnMemory
+from vr_goggles.turn_memory import TurnMemory, n_planes
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
 
@@ -57,7 +57,7 @@ class Policy:
         self.turn_memory = int(card.extra.get('turn_memory', 0))
         self.turn_window = int(card.extra.get('turn_window', 0)) if self.turn_memory else 0
         in_channels = int(card.kwargs.get('in_channels', 3))
-        want = 3 * self.frame_stack + ((1 + bool(self.turn_window)) if self.turn_memory else 0)
+        want = 3 * self.frame_stack + n_planes(self.turn_memory, self.turn_window)
         if (self.frame_stack < 1 or self.turn_memory < 0 or self.turn_window < 0
                 or in_channels != want):
             raise WeightsError(name or card.name,

@@ -26,7 +26,12 @@ import numpy as np
 from vr_goggles.actions import FORWARD
 from vr_goggles.frame_stack import starts_new_step, time_went_back
 
-__all__ = ['TurnMemory']
+__all__ = ['TurnMemory', 'n_planes']
+
+
+def n_planes(limit: int, window: int = 0) -> int:
+    """Input planes a turn memory of ``limit`` (0: none) and ``window`` adds to the frames."""
+    return (2 if window else 1) if limit else 0
 
 
 class TurnMemory:
@@ -65,7 +70,7 @@ class TurnMemory:
     @property
     def n_planes(self) -> int:
         """Input planes this memory adds: 1, or 2 with a window."""
-        return 2 if self.window else 1
+        return n_planes(self.limit, self.window)
 
     def observe(self, t: float | None = None) -> tuple[float, ...]:
         """Encoded turn counts for a frame taken at ``t`` s (optional), each in [-1, 1].
