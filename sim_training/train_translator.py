@@ -329,10 +329,11 @@ def load_task_features(name_or_path: str) -> PolicyFeatures:
     matching its input channels, the project's normalisation) apply here too.
     """
     from vr_goggles.policy import Policy
+    from vr_goggles.turn_memory import n_planes
 
     policy = Policy.load(name_or_path)
     return PolicyFeatures(policy.module, policy.frame_stack,
-                          0 if policy.turns is None else policy.turns.n_planes)
+                          n_planes(policy.turn_memory, policy.turn_window))
 
 
 def _set_grad(modules: list[nn.Module], flag: bool) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets, time_went_back
+from vr_goggles.frame_stack import (
+    FrameStack,
+    StepClock,
+    check_offsets,
+    parse_offsets,
+    time_went_back,
+)
 
 
 def frame(v: float, c: int = 3) -> np.ndarray:
@@ -103,3 +109,16 @@ def test_bad_input_is_refused():
     s.push(frame(0))
     with pytest.raises(ValueError, match='reset'):
         s.push(frame(0, c=1))
+
+
+def test_step_clock_known_answers():
+    clock = StepClock(period=0.5)
+    F, N, S = StepClock.FIRST, StepClock.NEW, StepClock.SAME
+    assert [clock.tick(t) for t in (1.0, 1.2, 1.46, 1.5, 2.0)] == [F, S, N, S, N]
+    assert clock.tick(0.3) == F  # time went back: a new history
+    clock.reset()
+    assert clock.tick(5.0) == F
+    untimed = StepClock()
+    assert [untimed.tick() for _ in range(3)] == [F, N, N]
+    with pytest.raises(ValueError, match='period'):
+        StepClock(period=0)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'check_offsets', 'parse_offsets',
+__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'StepClock', 'check_offsets', 'parse_offsets',
            'starts_new_step', 'time_went_back']
 
 #: Relative slack on ``period`` when deciding whether a stamped frame starts a new slot: a
@@ -55,6 +55,43 @@ def time_went_back(t: float | None, t_kept: float | None) -> bool:
     return t is not None and t_kept is not None and t < t_kept
 
 
+class StepClock:
+    """Which control step a frame belongs to: the one pacing rule of every policy memory.
+
+    :meth:`tick` says whether a frame taken at ``t`` is the ``FIRST`` of a history (after
+    :meth:`reset`, or when time went back: the caller starts its memory afresh), starts a
+    ``NEW`` control step, or belongs to the ``SAME`` one as the last kept frame
+    (:func:`starts_new_step`). :class:`FrameStack`, :class:`vr_goggles.turn_memory.TurnMemory`
+    and the recurrent :class:`vr_goggles.policy.Policy` are all paced by it.
+    """
+
+    FIRST, NEW, SAME = 'first', 'new', 'same'
+
+    def __init__(self, period: float | None = None):
+        if period is not None and not period > 0:
+            raise ValueError(f'period: expected > 0 seconds or None, got {period!r}')
+        self.period = period
+        self._t_kept: float | None = None
+        self._started = False
+
+    def reset(self) -> None:
+        """The next frame starts a new history."""
+        self._t_kept = None
+        self._started = False
+
+    def tick(self, t: float | None = None) -> str:
+        """``FIRST``, ``NEW`` or ``SAME`` for a frame taken at ``t`` s (optional)."""
+        if time_went_back(t, self._t_kept):
+            self.reset()
+        if not self._started:
+            self._started, self._t_kept = True, t
+            return self.FIRST
+        if starts_new_step(t, self._t_kept, self.period):
+            self._t_kept = t
+            return self.NEW
+        return self.SAME
+
+
 class FrameStack:
     """Rolling history of ``(C, H, W)`` frames -> ``(k * C, H, W)``.
 
@@ -69,18 +106,16 @@ class FrameStack:
                  offsets: Sequence[int] | None = None):
         if int(k) != k or k < 1:
             raise ValueError(f'k: expected an int >= 1, got {k!r}')
-        if period is not None and not period > 0:
-            raise ValueError(f'period: expected > 0 seconds or None, got {period!r}')
+        self.clock = StepClock(period)
         self.k = int(k)
         self.offsets = check_offsets(offsets, self.k)
         self.period = period
         self._frames: deque[np.ndarray] = deque(maxlen=self.offsets[0] + 1)
-        self._t_kept: float | None = None
 
     def reset(self) -> None:
         """Forget the history (new episode, or the camera stream was interrupted)."""
         self._frames.clear()
-        self._t_kept = None
+        self.clock.reset()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -93,14 +128,12 @@ class FrameStack:
         if self._frames and frame.shape != self._frames[-1].shape:
             raise ValueError(f'frame: shape {frame.shape} differs from the history\'s '
                              f'{self._frames[-1].shape}; reset() first')
-        if time_went_back(t, self._t_kept):
-            self.reset()
-        if not self._frames:
+        step = self.clock.tick(t)
+        if step == StepClock.FIRST:
+            self._frames.clear()
             self._frames.extend([frame] * self._frames.maxlen)
-            self._t_kept = t
-        elif starts_new_step(t, self._t_kept, self.period):
+        elif step == StepClock.NEW:
             self._frames.append(frame)  # a new control step
-            self._t_kept = t
         else:
             self._frames[-1] = frame    # same control step: newest frame wins
         return np.concatenate([self._frames[-1 - o] for o in self.offsets], axis=0)

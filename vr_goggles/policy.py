@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
-from vr_goggles.frame_stack import FrameStack, starts_new_step, time_went_back
+from vr_goggles.frame_stack import FrameStack, StepClock
 from vr_goggles.preprocess import NORMALIZATION, Preprocessor
 from vr_goggles.turn_memory import TurnMemory, n_planes
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
@@ -81,9 +81,9 @@ class Policy:
             raise WeightsError(name or card.name, f'card frame_offsets: {e}') from None
         self.turns = (TurnMemory(self.turn_memory, period=self.period, window=self.turn_window)
                       if self.turn_memory else None)
-        self._state: Any = None  # recurrent: (h, c) after the newest step; None = new episode
+        self._state: Any = None  # recurrent: (h, c) after the newest step
         self._state_before: Any = None  # recurrent: (h, c) before the newest step
-        self._t_kept: float | None = None
+        self._clock = StepClock(self.period)  # recurrent: paces the LSTM steps
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = 'policy_sim') -> Policy:
@@ -99,7 +99,8 @@ class Policy:
         self.history.reset()
         if self.turns is not None:
             self.turns.reset()
-        self._state = self._state_before = self._t_kept = None
+        self._state = self._state_before = None
+        self._clock.reset()
 
     def logits(self, images: np.ndarray | list[np.ndarray], color_order: str = 'rgb',
                times: Sequence[float] | None = None) -> np.ndarray:
@@ -144,13 +145,11 @@ class Policy:
         out = []
         with torch.inference_mode():
             for i, frame in enumerate(x):
-                t = None if times is None else float(times[i])
-                if time_went_back(t, self._t_kept):
-                    self.reset()
-                if self._state is None:
-                    self._state_before, self._t_kept = self.module.initial_state(), t
-                elif starts_new_step(t, self._t_kept, self.period):
-                    self._state_before, self._t_kept = self._state, t
+                step = self._clock.tick(None if times is None else float(times[i]))
+                if step == StepClock.FIRST:
+                    self._state_before = self.module.initial_state()
+                elif step == StepClock.NEW:
+                    self._state_before = self._state
                 # else: same control step, recomputed from the state before it
                 logits, h, c = self.module(torch.from_numpy(frame[None]), *self._state_before)
                 self._state = (h, c)

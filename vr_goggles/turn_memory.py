@@ -24,7 +24,7 @@ from collections import deque
 import numpy as np
 
 from vr_goggles.actions import FORWARD
-from vr_goggles.frame_stack import starts_new_step, time_went_back
+from vr_goggles.frame_stack import StepClock
 
 __all__ = ['TurnMemory', 'n_planes']
 
@@ -45,27 +45,25 @@ class TurnMemory:
     def __init__(self, limit: int, period: float | None = None, window: int = 0):
         if int(limit) != limit or limit < 1:
             raise ValueError(f'limit: expected an int >= 1 (turns that saturate), got {limit!r}')
-        if period is not None and not period > 0:
-            raise ValueError(f'period: expected > 0 seconds or None, got {period!r}')
+        self.clock = StepClock(period)
         if int(window) != window or window < 0:
             raise ValueError(f'window: expected an int >= 0 (steps; 0 = no window plane), '
                              f'got {window!r}')
         self.limit = int(limit)
-        self.period = period
         self.window = int(window)
         self.turns = 0
         self._recent: deque[bool] = deque(maxlen=max(self.window, 1))
         self._pending: int | None = None
-        self._t_kept: float | None = None
-        self._started = False
 
-    def reset(self) -> None:
-        """New episode or interrupted stream: no turns so far."""
+    def _forget(self) -> None:
         self.turns = 0
         self._recent.clear()
         self._pending = None
-        self._t_kept = None
-        self._started = False
+
+    def reset(self) -> None:
+        """New episode or interrupted stream: no turns so far."""
+        self._forget()
+        self.clock.reset()
 
     @property
     def n_planes(self) -> int:
@@ -78,16 +76,14 @@ class TurnMemory:
         A frame that starts a new control step first commits the action recorded in the
         previous one.
         """
-        if time_went_back(t, self._t_kept):
-            self.reset()
-        if not self._started:
-            self._started, self._t_kept = True, t
-        elif starts_new_step(t, self._t_kept, self.period):
-            if self._pending is not None:
-                turned = self._pending != FORWARD
-                self.turns = self.turns + 1 if turned else 0
-                self._recent.append(turned)
-            self._pending, self._t_kept = None, t
+        step = self.clock.tick(t)
+        if step == StepClock.FIRST:
+            self._forget()
+        elif step == StepClock.NEW and self._pending is not None:
+            turned = self._pending != FORWARD
+            self.turns = self.turns + 1 if turned else 0
+            self._recent.append(turned)
+            self._pending = None
         return self.values()
 
     def record(self, action: int) -> None:
