@@ -409,11 +409,11 @@ def test_frame_offsets_flag_is_checked():
             train_policy.parse_args(bad)
 
 
-def warm_started(tmp_path, *flags: str):
-    """A tiny memoryless run, and a fresh model with ``flags`` built ``--init-from`` it."""
+def warm_started(tmp_path, *flags: str, old_flags: tuple[str, ...] = ()):
+    """A tiny memoryless run (+ ``old_flags``), and a model with ``flags`` built from it."""
     old_run = tmp_path / 'k1'
     train_policy.Trainer(train_policy.parse_args(
-        [*TINY, '--frame-stack', '1', '--run-dir', str(old_run),
+        [*TINY, '--frame-stack', '1', *old_flags, '--run-dir', str(old_run),
          '--total-timesteps', '64'])).train()
     args = train_policy.parse_args([*TINY, *flags, '--run-dir', str(tmp_path / 'k2'),
                                     '--init-from', str(old_run / train_policy.CHECKPOINT)])
@@ -540,3 +540,13 @@ def test_turn_memory_flag_is_checked():
                 ['--turn-window', '48'], ['--turn-memory', '24', '--turn-window', '-1']):
         with pytest.raises(SystemExit):
             train_policy.parse_args(bad)
+
+
+def test_init_from_keeps_the_source_turn_plane(tmp_path):
+    """A turn-memory source's plane weights land on the new count plane; the window's are 0."""
+    old, new = warm_started(tmp_path, '--frame-stack', '2', '--turn-memory', '4',
+                            '--turn-window', '8', old_flags=('--turn-memory', '4'))
+    w_old = old.policy.features_extractor.encoder.cnn[0].weight
+    w = new.policy.features_extractor.encoder.cnn[0].weight
+    assert w_old.shape[1] == 4 and w.shape[1] == 8
+    assert not w[:, :3].any() and torch.equal(w[:, 3:7], w_old) and not w[:, 7].any()
