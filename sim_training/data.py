@@ -3,7 +3,9 @@
 A source is one of
 - a folder of images (``*.png``, ``*.jpg``...),
 - the collector's export ``DIR`` (``DIR/images`` + ``DIR/labels`` (+ ``DIR/eval_labels``) +
-  ``classes.json``, see docs/DESIGN.md),
+  ``classes.json``, see docs/DESIGN.md); with ``--targets sim`` also ``DIR/targets``, the
+  same frames rendered in the sim look (pixel-aligned pairs for the translator's paired
+  term),
 - a ROS 2 / ROS 1 bag plus an image topic: ``path.mcap:/camera/image_raw`` or the path with a
   separate ``topic`` argument (``sensor_msgs/Image`` or ``CompressedImage``, decoded by
   :mod:`vr_goggles.ros_image`).
@@ -34,11 +36,16 @@ BAG_SUFFIXES = ('.mcap', '.db3', '.bag')
 
 @dataclass
 class FrameSet:
-    """Frames of one domain: ``images`` ``(N, H, W, 3)`` uint8 RGB, ``labels`` ``(N, H, W)``."""
+    """Frames of one domain: ``images`` ``(N, H, W, 3)`` uint8 RGB, ``labels`` ``(N, H, W)``.
+
+    ``targets`` ``(N, H, W, 3)``: optional pixel-aligned counterparts of ``images`` in another
+    look (the sim look of the same simulator state), augmented together with them.
+    """
 
     images: np.ndarray
     labels: np.ndarray | None
     name: str
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -76,8 +83,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def load_folder(folder: str | os.PathLike, size: tuple[int, int], *,
                 labels_dir: str | os.PathLike | None = None,
+                targets_dir: str | os.PathLike | None = None,
                 max_frames: int | None = None) -> FrameSet:
-    """A folder of images (and optionally a folder of same-named mono8 label PNGs)."""
+    """A folder of images (and optionally folders of same-named label / target PNGs)."""
     pre = Preprocessor(size=tuple(size), keep_aspect=True)
     files = list_images(folder)[:max_frames]
     images = np.stack([pre.image(_read_rgb(f)) for f in files])
@@ -91,7 +99,16 @@ def load_folder(folder: str | os.PathLike, size: tuple[int, int], *,
                 raise ValueError(f'{lp}: missing or unreadable label for {f.name}')
             labs.append(resize_labels(lab if lab.ndim == 2 else lab[..., 0], size))
         labels = np.stack(labs).astype(np.uint8)
-    return FrameSet(images, labels, str(folder))
+    targets = None
+    if targets_dir is not None:
+        tgts = []
+        for f in files:
+            tp = Path(targets_dir) / (f.stem + '.png')
+            if not tp.is_file():
+                raise ValueError(f'{tp}: missing target for {f.name}')
+            tgts.append(pre.image(_read_rgb(tp)))
+        targets = np.stack(tgts)
+    return FrameSet(images, labels, str(folder), targets)
 
 
 def split_bag_spec(spec: str, topic: str | None = None) -> tuple[str, str | None]:
@@ -139,11 +156,12 @@ def load_bag(path: str | os.PathLike, topic: str, size: tuple[int, int], *,
 
 
 def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
-                labels: str = 'train', max_frames: int | None = None) -> FrameSet:
+                labels: str = 'train', max_frames: int | None = None,
+                targets: bool = False) -> FrameSet:
     """Load any supported source (see module doc).
 
     ``labels``: ``'train'`` reads ``DIR/labels``, ``'eval'`` reads ``DIR/eval_labels``
-    (evaluation only), ``'none'`` skips.
+    (evaluation only), ``'none'`` skips. ``targets``: also read ``DIR/targets`` (required).
     """
     path, topic = split_bag_spec(str(spec), topic)
     if is_bag(path):
@@ -153,6 +171,12 @@ def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
     p = Path(path)
     if not p.is_dir():
         raise ValueError(f'{p}: not a folder, collector export or bag')
+    if targets:
+        if not (p / 'images').is_dir() or not (p / 'targets').is_dir():
+            raise ValueError(f'{p}: paired frames need images/ and targets/ (made by '
+                             'python -m sim_training.collect --domain randomized --targets sim)')
+        return load_folder(p / 'images', size, targets_dir=p / 'targets',
+                           max_frames=max_frames)
     if (p / 'images').is_dir():
         lab_dir = {'train': p / 'labels', 'eval': p / 'eval_labels'}.get(labels)
         if lab_dir is not None and not lab_dir.is_dir():
@@ -197,19 +221,20 @@ class FrameSampler:
         self.crop_pad = crop_pad
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _augment(self, img: np.ndarray, lab: np.ndarray | None):
+    def _augment(self, *arrays: np.ndarray | None) -> list[np.ndarray | None]:
+        """The same random crop and flip for an image and its aligned label / target."""
         g = self.generator
+        out = list(arrays)
         if self.crop_pad > 0:
             p = self.crop_pad
-            h, w = img.shape[:2]
+            h, w = out[0].shape[:2]
             dy, dx = (int(v) for v in torch.randint(2 * p + 1, (2,), generator=g))
-            img = np.pad(img, ((p, p), (p, p), (0, 0)), mode='reflect')[dy:dy + h, dx:dx + w]
-            if lab is not None:
-                lab = np.pad(lab, ((p, p), (p, p)), mode='reflect')[dy:dy + h, dx:dx + w]
+            out = [None if a is None else
+                   np.pad(a, ((p, p), (p, p)) + ((0, 0),) * (a.ndim - 2),
+                          mode='reflect')[dy:dy + h, dx:dx + w] for a in out]
         if self.flip and bool(torch.rand((), generator=g) < 0.5):
-            img = img[:, ::-1]
-            lab = lab[:, ::-1] if lab is not None else None
-        return img, lab
+            out = [None if a is None else a[:, ::-1] for a in out]
+        return out
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw ``n`` frames with replacement."""
@@ -225,6 +250,16 @@ class FrameSampler:
         if self.frames.labels is not None:
             y = torch.from_numpy(np.stack([np.ascontiguousarray(v) for v in labs])).long()
         return x, y
+
+    def sample_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` (image, target) pairs, both float32 ``(n, 3, H, W)`` in [-1, 1]."""
+        if self.frames.targets is None:
+            raise ValueError(f'{self.frames.name}: no targets to pair with')
+        idx = torch.randint(len(self.frames), (n,), generator=self.generator).tolist()
+        pairs = [self._augment(self.frames.images[k], self.frames.targets[k]) for k in idx]
+        imgs = np.stack([np.ascontiguousarray(img) for img, _ in pairs])
+        tgts = np.stack([np.ascontiguousarray(tgt) for _, tgt in pairs])
+        return torch.from_numpy(normalize(imgs)), torch.from_numpy(normalize(tgts))
 
     def state_dict(self) -> dict:
         """RNG state (the frames themselves are reloaded from the source)."""
@@ -257,9 +292,23 @@ def synthetic_frames(n: int, size: tuple[int, int], *, domain: str, seed: int = 
         lab[by:by + bh, bx:bx + bw] = 4
         img = palette[lab].astype(np.float32)
         if domain == 'real':
-            img = img * np.array([1.1, 0.9, 0.8]) + 15
-            img += rng.normal(0, 12, size=img.shape)
-            img += 20 * np.sin(np.arange(w) / 2.0)[None, :, None]
+            img = _synthetic_real_look(img, rng)
         images[k] = np.clip(img, 0, 255).astype(np.uint8)
         labels[k] = lab
     return FrameSet(images, labels, f'synthetic-{domain}')
+
+
+def _synthetic_real_look(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Colour cast, noise and stripes over a float ``(H, W, 3)`` sim-look frame."""
+    img = img * np.array([1.1, 0.9, 0.8]) + 15
+    img += rng.normal(0, 12, size=img.shape)
+    return img + 20 * np.sin(np.arange(img.shape[1]) / 2.0)[None, :, None]
+
+
+def synthetic_pairs(n: int, size: tuple[int, int], *, seed: int = 0) -> FrameSet:
+    """Tiny pixel-aligned pairs for tests: real-look frames with their sim-look ``targets``."""
+    sim = synthetic_frames(n, size, domain='sim', seed=seed)
+    rng = np.random.default_rng([seed, 1])
+    images = np.stack([np.clip(_synthetic_real_look(x.astype(np.float32), rng), 0, 255)
+                       for x in sim.images]).astype(np.uint8)
+    return FrameSet(images, sim.labels, 'synthetic-pairs', sim.images)

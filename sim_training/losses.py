@@ -47,6 +47,17 @@ def identity_loss(same_domain_output: torch.Tensor, original: torch.Tensor) -> t
     return F.l1_loss(same_domain_output, original)
 
 
+def paired_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Randomised-to-canonical term of RCAN (James et al. 2019), ``|G(x_dr) - x_sim|_1``.
+
+    ``x_dr`` and ``x_sim`` are the same simulator state rendered with a domain-randomised look
+    and with the sim look (pixel-aligned: same pose, same geometry), so G gets dense
+    supervision on *what* to keep (every object where it is) across looks it has never
+    seen, which the unpaired terms alone do not give it.
+    """
+    return F.l1_loss(output, target)
+
+
 def self_regularization(output: torch.Tensor, source: torch.Tensor, *,
                         space: str = 'pixel', pool: int = 4) -> torch.Tensor:
     """Self-regularisation of SimGAN, ``|psi(G(x)) - psi(x)|_1`` with a fixed feature map.

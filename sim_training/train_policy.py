@@ -123,6 +123,11 @@ class Args:
     (docs/policy_detour_layouts.json)"""
     detour_margin: float = 0.3
     """extra planned-path length (m) over the straight line that makes a layout a detour"""
+    camera_augment: float = 0.0
+    """training only: share of episodes whose frames pass through a random per-episode camera
+    (real_proxy.CameraModel profile 'augment': defocus blur up to sigma 1.6, sensor noise, mild
+    exposure / white balance / saturation errors) over the unchanged sim textures, so the policy
+    tolerates the blur and colour errors of translated frames; 0 = clean frames only"""
     spin_penalty: float = 0.0
     """reward per turn after spin_limit consecutive turns, training only: a memoryless argmax
     policy that cannot see the chair must not turn in place forever"""
@@ -224,6 +229,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     if args.progress_reward not in ('geodesic', 'euclidean'):
         p.error(f'--progress-reward: expected geodesic or euclidean, '
                 f'got {args.progress_reward!r}')
+    if not 0.0 <= args.camera_augment <= 1.0:
+        p.error(f'--camera-augment: expected a share in [0, 1], got {args.camera_augment}')
     if not 0.0 < args.detour_keep <= 1.0:
         p.error(f'--detour-keep: expected a probability in (0, 1], got {args.detour_keep}')
     if args.lstm_hidden < 0 or (args.lstm_hidden and args.frame_stack != 1):
@@ -319,6 +326,41 @@ class TurnMemoryPlane(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.memory.record(int(action))
         return self._with_plane(obs), reward, terminated, truncated, info
+
+
+class CameraAugment(gym.Wrapper):
+    """Training only: a random per-episode camera over the frames of ``p`` of the episodes.
+
+    Randomness comes from a generator seeded by the reset seed (and continued across the
+    seedless resets that follow), so a seeded run is reproducible.
+    """
+
+    def __init__(self, env: gym.Env, p: float):
+        super().__init__(env)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f'camera_augment: expected a share in (0, 1], got {p!r}')
+        self.p = float(p)
+        self.rng: np.random.Generator | None = None
+        self.camera = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """New episode: maybe a new camera."""
+        from sim_training.envs.real_proxy import CameraModel
+
+        if seed is not None or self.rng is None:
+            self.rng = np.random.default_rng([0 if seed is None else seed, 0x617567])
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.camera = (CameraModel.sample(self.rng, 'augment') if self.rng.random() < self.p
+                       else None)
+        return self._apply(obs), info
+
+    def step(self, action):
+        """One step; the frame through this episode's camera."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._apply(obs), reward, terminated, truncated, info
+
+    def _apply(self, obs: np.ndarray) -> np.ndarray:
+        return obs if self.camera is None else self.camera.apply(obs, self.rng)
 
 
 class CollisionPenalty(gym.Wrapper):
@@ -488,7 +530,7 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
              frame_stack: int = 1, progress_reward: str = 'euclidean',
              detour_keep: float = 1.0, detour_margin: float = 0.3,
              frame_offsets: tuple[int, ...] | None = None, turn_memory: int = 0,
-             turn_window: int = 0):
+             turn_window: int = 0, camera_augment: float = 0.0):
     """Env factory (picklable for ``SubprocVecEnv``): ChairNav, wrappers, stack, turn plane."""
 
     def thunk() -> gym.Env:
@@ -509,6 +551,8 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
             env = CollisionPenalty(env, collision_penalty)
         if spin_penalty:
             env = SpinPenalty(env, spin_penalty, spin_limit)
+        if camera_augment:
+            env = CameraAugment(env, camera_augment)
         env = NormalizeObservation(Monitor(SuccessInfo(env)))
         if frame_stack > 1:
             env = StackFrames(env, frame_stack, frame_offsets)
@@ -527,7 +571,8 @@ def make_vec_env(args: Args):
                     progress_reward=args.progress_reward, detour_keep=args.detour_keep,
                     detour_margin=args.detour_margin,
                     frame_offsets=parse_offsets(args.frame_offsets),
-                    turn_memory=args.turn_memory, turn_window=args.turn_window)
+                    turn_memory=args.turn_memory, turn_window=args.turn_window,
+                    camera_augment=args.camera_augment)
            for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
         venv = SubprocVecEnv(fns, start_method='forkserver')

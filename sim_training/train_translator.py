@@ -24,6 +24,8 @@ weight skips the term and all weights/switches are printed and logged at start):
                           on the frame repeated over its frame stack)
       + lambda_shift    * [|T_ij(G(x_r)) - G(T_ij(x_r))|^2 (+ same for F if shift_both)]
                           i, j ~ U[0, 2^K), K = n_down, overlap region only (VR-Goggles)
+      + lambda_paired   * |G(x_dr) - x_sim|              (RCAN, James et al. 2019: the same
+                          simulator state in a domain-randomised and in the sim look, --paired)
 
 During the first ``warmup_steps`` steps G and F learn only ``warmup_selfreg`` * self-
 regularisation (SimGAN refiner pre-training) while the discriminators already train.
@@ -57,7 +59,13 @@ from torch import nn
 import torch.distributed as dist
 
 from sim_training import losses as L
-from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
+from sim_training.data import (
+    FrameSampler,
+    FrameSet,
+    load_source,
+    synthetic_frames,
+    synthetic_pairs,
+)
 from sim_training.image_pool import ImagePool
 from vr_goggles.metrics import translate
 from vr_goggles.models.discriminator import PatchDiscriminator
@@ -86,6 +94,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 4/6/8 % (steps 2500/3000/3500) for two seeds of the vr_goggles preset vs 21/14/8 % for
     # seed 1 without it (a guess at why: G can satisfy a 128-d feature target with patterns
     # the policy's encoder reads rather than with the scene). It is in no preset.
+    # RCAN's paired term (lambda_paired: G maps the simulator's domain-randomised frames to the
+    # pixel-aligned sim frames of the same states) drove worse too: weight 3 gave 10-17 % and
+    # weight 10 3 % (steps 2500/3000/3500, seed 0) against 36 % for the shipped VR-Goggles
+    # generator, all with the turn-memory policy on the same 100 training-split layouts
+    # (docs/translator_paired_dr.json). It is in no preset.
     'cycada': dict(lambda_sem_sim=0.1, lambda_sem_real=1.0, pseudo_segmenter='segmenter_dr',
                    pseudo_refresh_every=0, pseudo_start_step=0, lambda_sem_cycle=1.0,
                    sem_class_weights='chair=5,object=2', antialias=True, upsample='resize',
@@ -119,6 +132,9 @@ class TranslatorConfig:
     real: str = ''                #: real source: same kinds
     sim_topic: str = ''           #: image topic if ``sim`` is a bag without ``:topic``
     real_topic: str = ''          #: image topic if ``real`` is a bag without ``:topic``
+    paired: str = ''              #: pixel-aligned (randomised look, sim look) frames for
+    #:                                lambda_paired: a collect --domain randomized --targets sim
+    #:                                export (images/ + targets/)
     synthetic: int = 0            #: >0: use that many procedural frames per domain (tests)
     size: int = 64                #: square training/model input size
     max_frames: int = 0           #: 0 = all frames of each source
@@ -162,6 +178,7 @@ class TranslatorConfig:
     task_policy: str = ''         #: that policy (shipped name or path), e.g. 'policy_sim'
     lambda_shift: float = 0.0
     shift_both: bool = True       #: shift loss on F (sim->real) as well as G
+    lambda_paired: float = 0.0    #: RCAN's |G(x_dr) - x_sim|_1 on --paired frames
     # --- optimisation
     steps: int = 4000             #: generator steps
     decay_steps: int = -1         #: linear LR decay over the last N steps (-1: steps // 2)
@@ -206,6 +223,9 @@ class TranslatorConfig:
         class_weights(self.sem_class_weights)  # validates the names and values
         if self.lambda_task > 0 and not self.task_policy:
             raise ValueError('lambda_task > 0 needs --task-policy (e.g. policy_sim)')
+        if self.lambda_paired > 0 and not (self.paired or self.synthetic):
+            raise ValueError('lambda_paired > 0 needs --paired (collect --domain randomized '
+                             '--targets sim)')
         c = copy.deepcopy(self)
         if c.decay_steps < 0:
             c.decay_steps = c.steps // 2
@@ -372,7 +392,8 @@ class TranslatorTrainer:
     """Models, optimisers and one ``train_step``; state round-trips through ``state_dict``."""
 
     def __init__(self, cfg: TranslatorConfig, *, sim: FrameSet, real: FrameSet,
-                 segmenter: nn.Module | None = None, rank: int = 0, world_size: int = 1):
+                 segmenter: nn.Module | None = None, rank: int = 0, world_size: int = 1,
+                 paired: FrameSet | None = None):
         self.cfg = cfg = cfg.resolved()
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(cfg.device)
@@ -439,6 +460,12 @@ class TranslatorTrainer:
         self.real_sampler = FrameSampler(real, seed=base + 4, flip=cfg.flip,
                                          crop_pad=cfg.crop_pad)
         self.shift_rng = torch.Generator().manual_seed(base + 5)
+        self.pair_sampler = None
+        if cfg.lambda_paired > 0:
+            if paired is None or paired.targets is None:
+                raise ValueError('lambda_paired > 0 needs paired frames with targets')
+            self.pair_sampler = FrameSampler(paired, seed=base + 6, flip=cfg.flip,
+                                             crop_pad=cfg.crop_pad)
         self.step = 0
         self.wall_s = 0.0  #: training wall time summed over resumed segments
 
@@ -469,14 +496,23 @@ class TranslatorTrainer:
         d = self.device
         return x_s.to(d), (y_s.to(d) if y_s is not None else None), x_r.to(d)
 
+    def next_pair(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Randomised-look frames and their sim-look targets for the paired term (or None)."""
+        if self.pair_sampler is None:
+            return None
+        x_p, t_p = self.pair_sampler.sample_pairs(self.cfg.batch_size)
+        return x_p.to(self.device), t_p.to(self.device)
+
     def _pseudo(self, x_r: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             src = x_r if self.G_pseudo is None else self.G_pseudo(x_r)
             return L.pseudo_labels(self.labeller(src), threshold=self.cfg.pseudo_threshold)
 
-    def generator_losses(self, x_s, y_s, x_r
+    def generator_losses(self, x_s, y_s, x_r, pair=None
                          ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         """Total generator loss, its logged terms, and the fakes (G(x_r), F(x_s)).
+
+        ``pair``: ``(x_dr, x_sim)`` aligned frames for the paired term (``next_pair``).
 
         Every generator and segmenter input that does not depend on another output goes
         through its network in one batched call: the networks normalise per sample
@@ -499,8 +535,11 @@ class TranslatorTrainer:
             i, j = int(ij[0]), int(ij[1])
         shifted = (i, j) != (0, 0)
         # (N, 3, H, W) each: G on [real, sim (identity), T_ij(real)], F on [sim, real, T_ij(sim)]
+        if c.lambda_paired and pair is None:
+            raise ValueError('lambda_paired > 0: generator_losses needs pair=(x_dr, x_sim)')
         g_out = _batched(G, {'fake': x_r, 'idt': x_s if c.lambda_identity else None,
-                             'shift': translate(x_r, i, j) if shifted else None})
+                             'shift': translate(x_r, i, j) if shifted else None,
+                             'pair': pair[0] if c.lambda_paired else None})
         f_out = _batched(F_, {'fake': x_s, 'idt': x_r if c.lambda_identity else None,
                               'shift': (translate(x_s, i, j) if shifted and c.shift_both
                                         else None)})
@@ -566,6 +605,10 @@ class TranslatorTrainer:
                 sh = fake_s.sum() * 0.0
             terms['shift'] = sh
             total = total + c.lambda_shift * sh
+        if c.lambda_paired:
+            pl = L.paired_loss(g_out['pair'], pair[1])
+            terms['paired'] = pl
+            total = total + c.lambda_paired * pl
         return total, terms, fake_s, fake_r
 
     def discriminator_losses(self, x_s, x_r, fake_s, fake_r) -> tuple[torch.Tensor, dict]:
@@ -592,11 +635,12 @@ class TranslatorTrainer:
                 and (self.step - start) % c.pseudo_refresh_every == 0):
             self.G_pseudo.load_state_dict(unwrap(self.G).state_dict())
         x_s, y_s, x_r = self.next_batch()
+        pair = self.next_pair()
         self.G.train()
         self.F.train()
         _set_grad(self.discriminators, False)
         with self.autocast():
-            g_total, terms, fake_s, fake_r = self.generator_losses(x_s, y_s, x_r)
+            g_total, terms, fake_s, fake_r = self.generator_losses(x_s, y_s, x_r, pair)
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(g_total).backward()
         self.scaler.step(self.opt_G)
@@ -652,6 +696,8 @@ class TranslatorTrainer:
              'sampler_real': self.real_sampler.state_dict(),
              'shift_rng': self.shift_rng.get_state(), 'torch_rng': torch.get_rng_state(),
              'python_rng': random.getstate(), 'numpy_rng': _numpy_state(), 'step': self.step}
+        if self.pair_sampler is not None:
+            s['sampler_paired'] = self.pair_sampler.state_dict()
         if torch.cuda.is_available():
             s['cuda_rng'] = torch.cuda.get_rng_state_all()
         return s
@@ -681,6 +727,8 @@ class TranslatorTrainer:
         self.pool_real.load_state_dict(s['pool_real'])
         self.sim_sampler.load_state_dict(s['sampler_sim'])
         self.real_sampler.load_state_dict(s['sampler_real'])
+        if self.pair_sampler is not None and 'sampler_paired' in s:
+            self.pair_sampler.load_state_dict(s['sampler_paired'])
         self.shift_rng.set_state(s['shift_rng'])
         torch.set_rng_state(s['torch_rng'])
         random.setstate(s['python_rng'])
@@ -752,10 +800,22 @@ def load_domains(cfg: TranslatorConfig) -> tuple[FrameSet, FrameSet]:
     return sim, real
 
 
-def describe(cfg: TranslatorConfig, sim: FrameSet, real: FrameSet) -> str:
+def load_paired(cfg: TranslatorConfig) -> FrameSet | None:
+    """The paired term's aligned frames (procedural ones when ``synthetic``), or None."""
+    if not cfg.lambda_paired:
+        return None
+    size = (cfg.size, cfg.size)
+    if cfg.synthetic:
+        return synthetic_pairs(cfg.synthetic, size, seed=cfg.seed + 2)
+    return load_source(cfg.paired, size, targets=True, max_frames=cfg.max_frames or None)
+
+
+def describe(cfg: TranslatorConfig, sim: FrameSet, real: FrameSet,
+             paired: FrameSet | None = None) -> str:
     """The start-of-run banner: every weight and switch, so no term is hidden."""
     lines = [f'preset {cfg.preset}: sim={sim.name} ({len(sim)} frames, labels='
-             f'{sim.labels is not None}), real={real.name} ({len(real)} frames)']
+             f'{sim.labels is not None}), real={real.name} ({len(real)} frames)'
+             + (f', paired={paired.name} ({len(paired)} pairs)' if paired is not None else '')]
     lines.append(json.dumps(asdict(cfg), sort_keys=True))
     return '\n'.join(lines)
 
@@ -787,7 +847,8 @@ def bf16_warning(cfg: TranslatorConfig) -> str:
 
 
 def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet | None = None,
-          segmenter: nn.Module | None = None, command: str = '') -> TranslatorTrainer:
+          segmenter: nn.Module | None = None, command: str = '',
+          paired: FrameSet | None = None) -> TranslatorTrainer:
     """Run (or resume) a whole training job as configured; returns the trainer."""
     cfg = cfg.resolved()
     torch.set_num_threads(cfg.threads)
@@ -801,8 +862,10 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
         print(f'warning: {warning}', file=sys.stderr, flush=True)
     if sim is None or real is None:
         sim, real = load_domains(cfg)
+    if paired is None:
+        paired = load_paired(cfg)
     trainer = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=segmenter, rank=rank,
-                                world_size=world)
+                                world_size=world, paired=paired)
     out = Path(cfg.out)
     if cfg.bench_iters:
         return _bench(trainer, cfg.bench_iters)
@@ -815,7 +878,7 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
     writer = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        print(describe(cfg, sim, real), flush=True)
+        print(describe(cfg, sim, real, paired), flush=True)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / 'tb'), purge_step=trainer.step or None)

@@ -77,3 +77,33 @@ def test_collect_refuses_existing_bag(tmp_path):
     bag.mkdir()
     assert collect.main(['--n', '1', '--out', str(tmp_path / 'o'), '--bag', str(bag),
                          '--no-progress']) == 2
+
+
+def test_collect_paired_targets_are_the_sim_frames_of_the_same_states(tmp_path):
+    """--targets sim: each target is exactly the sim collector's frame for that seed and index.
+
+    The sim collector drives the same behaviour policy through the same layouts, so its images
+    are the known answer; the randomised frames share their labels (same geometry).
+    """
+    pairs, sim = tmp_path / 'pairs', tmp_path / 'sim'
+    common = ['--n', '8', '--seed', '11', '--size', '32', '--no-progress']
+    assert collect.main(['--domain', 'randomized', '--targets', 'sim', '--out', str(pairs)]
+                        + common) == 0
+    assert collect.main(['--domain', 'sim', '--out', str(sim)] + common) == 0
+    names = sorted(p.name for p in (pairs / 'targets').glob('*.png'))
+    assert names == [f'{i:06d}.png' for i in range(8)]
+    for name in names:
+        assert np.array_equal(read_rgb(pairs / 'targets' / name), read_rgb(sim / 'images' / name))
+        assert np.array_equal(cv2.imread(str(pairs / 'labels' / name), cv2.IMREAD_UNCHANGED),
+                              cv2.imread(str(sim / 'labels' / name), cv2.IMREAD_UNCHANGED))
+        assert not np.array_equal(read_rgb(pairs / 'images' / name),
+                                  read_rgb(sim / 'images' / name))
+    assert json.loads((pairs / 'meta.json').read_text())['targets'] == 'sim'
+
+
+def test_collect_refuses_targets_outside_the_randomized_domain(tmp_path, capsys):
+    """The real-proxy look stands for the real world: no aligned sim frames are made for it."""
+    assert collect.main(['--domain', 'real', '--targets', 'sim', '--n', '2',
+                         '--out', str(tmp_path / 'x'), '--no-progress']) == 2
+    assert '--targets needs --domain randomized' in capsys.readouterr().err
+    assert not (tmp_path / 'x').exists()

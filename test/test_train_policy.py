@@ -550,3 +550,47 @@ def test_init_from_keeps_the_source_turn_plane(tmp_path):
     w = new.policy.features_extractor.encoder.cnn[0].weight
     assert w_old.shape[1] == 4 and w.shape[1] == 8
     assert not w[:, :3].any() and torch.equal(w[:, 3:7], w_old) and not w[:, 7].any()
+
+
+def test_camera_augment_wrapper_is_seeded_per_episode_camera():
+    """Each episode's frames pass through one drawn camera (or none); seeds reproduce them."""
+    import gymnasium as gym
+
+    from sim_training.envs.real_proxy import CameraModel
+
+    grey = np.full((16, 16, 3), 128, np.uint8)
+
+    class Still(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)
+        action_space = gym.spaces.Discrete(3)
+
+        def reset(self, *, seed=None, options=None):
+            return grey.copy(), {}
+
+        def step(self, action):
+            return grey.copy(), 0.0, False, False, {}
+
+    def episodes(seed, n=12):
+        env = train_policy.CameraAugment(Still(), 0.5)
+        out = []
+        for k in range(n):
+            obs, _ = env.reset(seed=seed if k == 0 else None)
+            out.append((obs, env.step(0)[0], env.camera))
+        return out
+
+    a, b = episodes(3), episodes(3)
+    for (r1, s1, cam), (r2, s2, _) in zip(a, b):
+        assert np.array_equal(r1, r2) and np.array_equal(s1, s2)
+        if cam is None:
+            assert np.array_equal(r1, grey) and np.array_equal(s1, grey)
+        else:
+            assert isinstance(cam, CameraModel) and cam.jpeg_quality == 100
+            assert 0.0 <= cam.blur_sigma <= 1.6 and cam.vignetting == 0.0
+    cameras = [cam for _, _, cam in a]
+    assert any(c is None for c in cameras) and any(c is not None for c in cameras)
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, episodes(4)))
+    with pytest.raises(ValueError, match='camera_augment'):
+        train_policy.CameraAugment(Still(), 0.0)
+    assert train_policy.parse_args(['--camera-augment', '0.7']).camera_augment == 0.7
+    with pytest.raises(SystemExit):
+        train_policy.parse_args(['--camera-augment', '1.5'])

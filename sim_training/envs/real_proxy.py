@@ -252,7 +252,11 @@ class CameraModel:
 
     @classmethod
     def sample(cls, rng: np.random.Generator, profile: str = 'real') -> CameraModel:
-        """Draw a camera: ``profile='real'`` (a dim, warm, noisy webcam) or ``'randomized'``."""
+        """Draw a camera of ``profile`` 'real', 'randomized' or 'augment'.
+
+        'real' is a dim, warm, noisy webcam; 'augment' is for policy training (see
+        ``train_policy --camera-augment``).
+        """
         if profile == 'real':
             return cls(
                 exposure=float(rng.uniform(0.75, 1.15)),
@@ -280,7 +284,19 @@ class CameraModel:
                 noise_sigma=float(rng.uniform(1.0, 8.0)) if on[4] else 0.0,
                 jpeg_quality=int(rng.integers(30, 90)) if on[5] else 100,
             )
-        raise ValueError(f"profile: expected 'real' or 'randomized', got {profile!r}")
+        if profile == 'augment':
+            # Policy-training augmentation of the sim look (train_policy --camera-augment): the
+            # defocus, noise and mild colour errors that translated frames carry, with the
+            # sim textures untouched.
+            return cls(
+                exposure=float(rng.uniform(0.85, 1.15)),
+                white_balance=tuple(float(v) for v in rng.uniform(0.92, 1.08, 3)),
+                saturation=float(rng.uniform(0.75, 1.1)),
+                blur_sigma=float(rng.uniform(0.3, 1.6)) if rng.random() < 0.7 else 0.0,
+                noise_sigma=float(rng.uniform(1.0, 6.0)) if rng.random() < 0.5 else 0.0,
+            )
+        raise ValueError(f"profile: expected 'real', 'randomized' or 'augment', "
+                         f"got {profile!r}")
 
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return the camera's version of ``img`` (uint8 RGB), drawing noise from ``rng``.
