@@ -102,7 +102,7 @@ def collect_frames(env: Any, n: int, out: Path, seed: int, label_dir: str | None
         for _ in range(int(rng.integers(1, 4))):
             action = policy.act(info)
             results = [e.step(action) for e in envs]
-            obs, _, terminated, truncated, info = results[0]
+            _, _, terminated, truncated, info = results[0]
             steps = [(r[0], r[4]) for r in results]
             if terminated or truncated or rng.random() < 0.01:
                 policy.new_episode()

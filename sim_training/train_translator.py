@@ -534,9 +534,10 @@ class TranslatorTrainer:
             ij = torch.randint(self.max_shift, (2,), generator=self.shift_rng)
             i, j = int(ij[0]), int(ij[1])
         shifted = (i, j) != (0, 0)
-        # (N, 3, H, W) each: G on [real, sim (identity), T_ij(real)], F on [sim, real, T_ij(sim)]
         if c.lambda_paired and pair is None:
             raise ValueError('lambda_paired > 0: generator_losses needs pair=(x_dr, x_sim)')
+        # (N, 3, H, W) each: G on [real, sim (identity), T_ij(real), x_dr (paired)],
+        # F on [sim, real, T_ij(sim)]
         g_out = _batched(G, {'fake': x_r, 'idt': x_s if c.lambda_identity else None,
                              'shift': translate(x_r, i, j) if shifted else None,
                              'pair': pair[0] if c.lambda_paired else None})

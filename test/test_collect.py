@@ -107,3 +107,29 @@ def test_collect_refuses_targets_outside_the_randomized_domain(tmp_path, capsys)
                          '--out', str(tmp_path / 'x'), '--no-progress']) == 2
     assert '--targets needs --domain randomized' in capsys.readouterr().err
     assert not (tmp_path / 'x').exists()
+
+
+def test_collect_refuses_a_target_environment_that_leaves_the_source_state(tmp_path):
+    """A target env in another layout is caught at the first frame, before any target PNG."""
+    from sim_training.envs.chair_nav import ChairNavEnv
+
+    class OtherLayout:
+        def __init__(self, env):
+            self.env = env
+
+        def reset(self, seed=None):
+            return self.env.reset(seed=None if seed is None else seed + 1)
+
+        def step(self, action):
+            return self.env.step(action)
+
+    env = ChairNavEnv(domain='randomized', physical_randomization=False, obs_size=16)
+    other = ChairNavEnv(domain='sim', obs_size=16)
+    try:
+        with pytest.raises(RuntimeError, match='frame 0: the target environment left'):
+            collect.collect_frames(env, 3, tmp_path, 5, None, progress=False,
+                                   target_env=OtherLayout(other))
+    finally:
+        env.close()
+        other.close()
+    assert not list((tmp_path / 'targets').glob('*.png'))

@@ -316,6 +316,12 @@ def test_load_source_export_layout(tmp_path):
         load_source(str(tmp_path), (16, 16), targets=True)
     pairs = load_source(str(tmp_path), (16, 16), targets=True, max_frames=2)
     assert np.array_equal(pairs.targets, 255 - pairs.images)  # same resize, pixel-aligned
+    from sim_training.train_translator import load_paired
+
+    cfg = TranslatorConfig(**{**TINY, 'synthetic': 0, 'paired': str(tmp_path),
+                              'lambda_paired': 1.0, 'max_frames': 2})
+    assert np.array_equal(load_paired(cfg).targets, pairs.targets)
+    assert load_paired(TranslatorConfig(**TINY)) is None
 
 
 @pytest.mark.parametrize('fmt,compressed', [('mcap', False), ('ros1', False), ('mcap', True)])
