@@ -5,7 +5,10 @@
   the network's [-1, 1] units (x 127.5 = uint8 grey levels);
 - temporal flicker on consecutive real frames: ``sum|G(x_t+1) - G(x_t)| / sum|x_t+1 - x_t|``;
 - semantic preservation: mIoU of ``segmenter(G(x_real))`` against the real domain's true labels
-  (``eval_labels/``, never used in training) beside the mIoU of ``segmenter(x_real)``;
+  (``eval_labels/``, never used in training) beside the mIoU of ``segmenter(x_real)``, and
+  for the chair, the policy's target, how often the segmenter finds one in frames that have
+  none (``false_frames``: the translator painted it) and misses a visible one
+  (``missed_frames``) (:func:`vr_goggles.metrics.object_presence`);
 - contrast ratio: mean per-frame standard deviation of ``G(x)`` over that of ``x``. A collapsed
   generator (near-constant output) scores ~0 here *and* scores perfectly on shift error and
   flicker, so those two are only meaningful next to this one.
@@ -27,7 +30,14 @@ import numpy as np
 import torch
 
 from sim_training.data import FrameSet, load_sequences, load_source
-from vr_goggles.metrics import confusion_matrix, flicker, iou_per_class, mean_iou, shift_error
+from vr_goggles.metrics import (
+    confusion_matrix,
+    flicker,
+    iou_per_class,
+    mean_iou,
+    object_presence,
+    shift_error,
+)
 from vr_goggles.preprocess import normalize
 from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
 
@@ -70,6 +80,7 @@ def evaluate(fn: Callable[[torch.Tensor], torch.Tensor], frames: FrameSet, *,
             out[f'miou_{key}'] = round(100 * mean_iou(conf), 2)
             out[f'iou_{key}'] = {n: (None if np.isnan(v) else round(100 * float(v), 2))
                                  for n, v in zip(CLASS_NAMES, iou_per_class(conf))}
+            out[f'chair_{key}'] = object_presence(pred, frames.labels, CLASS_NAMES.index('chair'))
     return out
 
 

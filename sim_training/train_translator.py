@@ -14,7 +14,8 @@ weight skips the term and all weights/switches are printed and logged at start):
       + lambda_sem_sim  * CE(S(F(x_s)), y_s)            (CyCADA, simulator's true labels)
       + lambda_sem_real * CE(S(G(x_r)), pseudo(x_r))    (CyCADA: confident argmax of a frozen
                           labeller S' (pseudo_segmenter, default S) from pseudo_start_step,
-                          optionally on G'(x_r), G' a periodic copy of G)
+                          optionally on G'(x_r), G' a periodic copy of G; the classes in
+                          pseudo_ignore are never taken as labels)
       + lambda_sem_cycle * CE(S(G(F(x_s))), y_s)        (semantic cycle: G must keep the true
                           sim labels of fake-real frames; true labels reach G on real-looking
                           input, where the segmenter's own pseudo-labels are unreliable)
@@ -99,6 +100,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # weight 10 3 % (steps 2500/3000/3500, seed 0) against 36 % for the shipped VR-Goggles
     # generator, all with the turn-memory policy on the same 100 training-split layouts
     # (docs/translator_paired_dr.json). It is in no preset.
+    # segmenter_dr's chair pseudo-labels are half wrong (the generators paint chairs into most
+    # chair-free real frames), but ignoring them (pseudo_ignore='chair') painted as many, missed
+    # more visible chairs and drove 5-20 % vs 36 % (two seeds; docs/translator_pseudo_ignore.json).
     'cycada': dict(lambda_sem_sim=0.1, lambda_sem_real=1.0, pseudo_segmenter='segmenter_dr',
                    pseudo_refresh_every=0, pseudo_start_step=0, lambda_sem_cycle=1.0,
                    sem_class_weights='chair=5,object=2', antialias=True, upsample='resize',
@@ -170,6 +174,8 @@ class TranslatorConfig:
     pseudo_start_step: int = 0    #: the real-side semantic term is active from this step on
     pseudo_segmenter: str = ''    #: labeller of the real-side pseudo-labels ('' = segmenter),
     #:                                e.g. one trained on sim + domain-randomised frames
+    pseudo_ignore: str = ''       #: classes never taken as real-side pseudo-labels, 'chair'
+    #:                                (a labeller whose labels of a class are mostly wrong)
     sem_class_weights: str = ''   #: per-class weights of every semantic CE, 'chair=4,object=2'
     #:                                ('' = uniform; unnamed classes weigh 1)
     lambda_sem_cycle: float = 0.0  #: CE(S(G(F(x_sim))), true sim labels)
@@ -221,6 +227,7 @@ class TranslatorConfig:
         if self.g_steps_per_d < 1:
             raise ValueError('g_steps_per_d must be >= 1')
         class_weights(self.sem_class_weights)  # validates the names and values
+        class_ids(self.pseudo_ignore, 'pseudo_ignore')
         if self.lambda_task > 0 and not self.task_policy:
             raise ValueError('lambda_task > 0 needs --task-policy (e.g. policy_sim)')
         if self.lambda_paired > 0 and not (self.paired or self.synthetic):
@@ -277,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------
+def class_ids(spec: str, what: str) -> list[int]:
+    """``'chair,object'`` -> their ids in :mod:`vr_goggles.semantics` (``''`` -> [])."""
+    ids = []
+    for name in (n.strip() for n in spec.split(',') if n.strip()):
+        if name not in CLASS_NAMES:
+            raise ValueError(f'{what}: expected class names from {list(CLASS_NAMES)}, '
+                             f'got {name!r}')
+        ids.append(CLASS_NAMES.index(name))
+    return ids
+
+
 def class_weights(spec: str) -> list[float] | None:
     """``'chair=4,object=2'`` -> one weight per class of :mod:`vr_goggles.semantics`.
 
@@ -506,7 +524,10 @@ class TranslatorTrainer:
     def _pseudo(self, x_r: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             src = x_r if self.G_pseudo is None else self.G_pseudo(x_r)
-            return L.pseudo_labels(self.labeller(src), threshold=self.cfg.pseudo_threshold)
+            labels = L.pseudo_labels(self.labeller(src), threshold=self.cfg.pseudo_threshold)
+            for k in class_ids(self.cfg.pseudo_ignore, 'pseudo_ignore'):
+                labels[labels == k] = L.IGNORE_INDEX
+            return labels
 
     def generator_losses(self, x_s, y_s, x_r, pair=None
                          ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:

@@ -144,6 +144,22 @@ def test_miou_and_flicker_known_values():
     assert M.flicker(frames * 0 + 0.3, frames) == 0.0
 
 
+def test_object_presence_separates_painted_from_erased_objects():
+    """Frames: empty + painted, empty + clean, present + found, present + erased."""
+    target = np.zeros((4, 8, 8), np.int64)
+    target[2:, :6, :] = 4                       # 48 chair pixels in frames 2 and 3
+    pred = np.zeros_like(target)
+    pred[0, :2, :] = 4                          # 16 painted into an empty frame
+    pred[2, :6, :] = 4                          # found exactly
+    pred[3, :1, :] = 4                          # 8 left of 48: below min_found, erased
+    got = M.object_presence(pred, target, 4, min_found=15, min_true=40)
+    assert got['false_frames'] == 0.5 and got['missed_frames'] == 0.5
+    assert got['empty_frames'] == 2 and got['present_frames'] == 2
+    assert got['precision'] == round(56 / 72, 4) and got['recall'] == round(56 / 96, 4)
+    none = M.object_presence(target[:2], target[:2], 4)
+    assert none['missed_frames'] is None and none['false_frames'] == 0.0
+
+
 def test_image_pool_returns_old_samples_and_resumes():
     """Image pool returns old samples and resumes."""
     pool = ImagePool(3, seed=0)

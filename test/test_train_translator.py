@@ -171,6 +171,38 @@ def test_pseudo_segmenter_labels_the_real_side(tmp_path):
     assert default.labeller is default.seg
 
 
+def test_pseudo_ignore_drops_a_class_from_the_real_side_labels(tmp_path):
+    """--pseudo-ignore chair: the labeller's chair pixels are ignored, the rest kept."""
+    from sim_training import losses as L
+    from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
+    from vr_goggles.weights import ModelCard, save
+
+    labeller = SegmentationNet(width=4)   # loaded by the trainer, then replaced below
+    path = tmp_path / 'labeller'
+    save(path, labeller.state_dict(), ModelCard(
+        name='labeller', architecture='SegmentationNet',
+        kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': 4}, input_size=[16, 16],
+        task='test labeller', training_command='', metrics={}, extra={}))
+    sim, real = _frames()
+    base = {**TINY, **PRESETS['cycada'], 'preset': 'cycada', 'pseudo_segmenter': str(path)}
+    chair, wall = CLASS_NAMES.index('chair'), CLASS_NAMES.index('wall')
+    logits = torch.zeros(2, NUM_CLASSES, 16, 16)   # confidently chair left, wall right
+    logits[:, wall] = 50.0
+    logits[:, wall, :, :8] = 0.0
+    logits[:, chair, :, :8] = 50.0
+    x_r = torch.rand(2, 3, 16, 16) * 2 - 1
+    for ignore, left in (('', chair), ('chair', L.IGNORE_INDEX), ('object, chair',
+                                                                  L.IGNORE_INDEX)):
+        tr = TranslatorTrainer(TranslatorConfig(**{**base, 'pseudo_ignore': ignore}),
+                               sim=sim, real=real, segmenter=_seg())
+        tr.labeller = lambda x: logits
+        got = tr._pseudo(x_r)
+        assert (got[:, :, :8] == left).all() and (got[:, :, 8:] == wall).all()
+    for bad in ('chiar', 'chair=1'):
+        with pytest.raises(ValueError, match='pseudo_ignore'):
+            TranslatorConfig(pseudo_ignore=bad).resolved()
+
+
 def test_batched_generator_step_equals_separate_calls():
     """One batched call per network gives the terms that separate calls give (vr_goggles)."""
     from sim_training import losses as L
@@ -285,6 +317,8 @@ def test_export_card_and_eval_translator(tmp_path):
                                  segmenter=_seg().eval())
     assert m['shift_error'] > 0 and m['flicker'] > 0
     assert 0 <= m['miou_translated'] <= 100 and 0 <= m['miou_raw'] <= 100
+    assert set(m['chair_translated']) == set(m['chair_raw']) == {
+        'false_frames', 'missed_frames', 'precision', 'recall', 'empty_frames', 'present_frames'}
     raw = eval_translator.evaluate(lambda t: t, labelled, max_shift=4, clips=clips)
     assert raw['shift_error'] == 0.0 and raw['flicker'] == pytest.approx(1.0)
     assert raw['contrast_ratio'] == pytest.approx(1.0) and m['contrast_ratio'] > 0

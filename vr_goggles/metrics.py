@@ -115,3 +115,30 @@ def mean_iou(conf: np.ndarray) -> float:
     if not present.any():
         return float('nan')
     return float(np.nanmean(iou_per_class(conf)[present]))
+
+
+def object_presence(pred: np.ndarray, target: np.ndarray, cls: int, *, min_found: int = 15,
+                    min_true: int = 40) -> dict[str, Any]:
+    """Frame-level presence errors of class ``cls`` in label maps ``(N, H, W)``.
+
+    A navigation policy steers at a blob, so a translator that paints the target into empty
+    frames (``false_frames``: share of frames without a true ``cls`` pixel where ``pred`` has
+    ``>= min_found``) fails differently from one that erases it (``missed_frames``: share of
+    frames with ``>= min_true`` true pixels where ``pred`` has fewer than ``min_found``); the
+    pixel IoU mixes both. Also the pixel ``precision`` / ``recall`` and the frame counts; a
+    share is None when no frame qualifies.
+    """
+    pred = np.asarray(pred).reshape(len(pred), -1) == cls
+    true = np.asarray(target).reshape(len(target), -1) == cls
+    found = pred.sum(1) >= min_found
+    empty = true.sum(1) == 0
+    big = true.sum(1) >= min_true
+    tp = int((pred & true).sum())
+
+    def share(mask: np.ndarray, num: np.ndarray) -> float | None:
+        return round(float(num[mask].mean()), 4) if mask.any() else None
+
+    return {'false_frames': share(empty, found), 'missed_frames': share(big, ~found),
+            'precision': round(tp / max(int(pred.sum()), 1), 4),
+            'recall': round(tp / max(int(true.sum()), 1), 4),
+            'empty_frames': int(empty.sum()), 'present_frames': int(big.sum())}
