@@ -423,6 +423,7 @@ class TranslatorTrainer:
         self.D_sim = PatchDiscriminator(**dk).to(self.device)
         self.D_real = PatchDiscriminator(**dk).to(self.device)
         self.seg = self.labeller = self.sem_weight = None
+        self.pseudo_ignore_ids = class_ids(cfg.pseudo_ignore, 'pseudo_ignore')
         if cfg.needs_segmenter():
             if segmenter is None:
                 if not cfg.segmenter:
@@ -525,7 +526,7 @@ class TranslatorTrainer:
         with torch.no_grad():
             src = x_r if self.G_pseudo is None else self.G_pseudo(x_r)
             labels = L.pseudo_labels(self.labeller(src), threshold=self.cfg.pseudo_threshold)
-            for k in class_ids(self.cfg.pseudo_ignore, 'pseudo_ignore'):
+            for k in self.pseudo_ignore_ids:
                 labels[labels == k] = L.IGNORE_INDEX
             return labels
 

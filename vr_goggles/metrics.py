@@ -135,8 +135,8 @@ def object_presence(pred: np.ndarray, target: np.ndarray, cls: int, *, min_found
     big = true.sum(1) >= min_true
     tp = int((pred & true).sum())
 
-    def share(mask: np.ndarray, num: np.ndarray) -> float | None:
-        return round(float(num[mask].mean()), 4) if mask.any() else None
+    def share(frames: np.ndarray, hit: np.ndarray) -> float | None:
+        return round(float(hit[frames].mean()), 4) if frames.any() else None
 
     return {'false_frames': share(empty, found), 'missed_frames': share(big, ~found),
             'precision': round(tp / max(int(pred.sum()), 1), 4),
