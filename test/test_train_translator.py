@@ -119,6 +119,19 @@ def test_semantic_cycle_term_uses_true_sim_labels():
         TranslatorTrainer(cfg, sim=unlabelled, real=real, segmenter=_seg())
 
 
+def _save_labeller(labeller, tmp_path):
+    """Write ``labeller`` as shipped-style weights; return the path for --pseudo-segmenter."""
+    from vr_goggles.semantics import NUM_CLASSES
+    from vr_goggles.weights import ModelCard, save
+
+    path = tmp_path / 'labeller'
+    save(path, labeller.state_dict(), ModelCard(
+        name='labeller', architecture='SegmentationNet',
+        kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': 4}, input_size=[16, 16],
+        task='test labeller', training_command='', metrics={}, extra={}))
+    return path
+
+
 def test_class_weights_parse_and_reject():
     """'chair=4,object=2' -> one weight per class; unknown names and negatives refused."""
     from sim_training.train_translator import class_weights
@@ -138,18 +151,13 @@ def test_pseudo_segmenter_labels_the_real_side(tmp_path):
     """--pseudo-segmenter: pseudo-labels come from that labeller, not the frozen segmenter."""
     from sim_training import losses as L
     from vr_goggles.semantics import NUM_CLASSES
-    from vr_goggles.weights import ModelCard, save
 
     labeller = SegmentationNet(width=4)
     with torch.no_grad():             # a labeller that calls every pixel class 4, confidently
         last = [m for m in labeller.modules() if isinstance(m, torch.nn.Conv2d)][-1]
         last.weight.zero_()
         last.bias.copy_(torch.tensor([0.0, 0, 0, 0, 50.0, 0][:NUM_CLASSES]))
-    path = tmp_path / 'labeller'
-    save(path, labeller.state_dict(), ModelCard(
-        name='labeller', architecture='SegmentationNet',
-        kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': 4}, input_size=[16, 16],
-        task='test labeller', training_command='', metrics={}, extra={}))
+    path = _save_labeller(labeller, tmp_path)
     sim, real = _frames()
     cfg = TranslatorConfig(**{**TINY, **PRESETS['cycada'], 'preset': 'cycada',
                               'pseudo_refresh_every': 0, 'pseudo_start_step': 0,
@@ -175,14 +183,8 @@ def test_pseudo_ignore_drops_a_class_from_the_real_side_labels(tmp_path):
     """--pseudo-ignore chair: the labeller's chair pixels are ignored, the rest kept."""
     from sim_training import losses as L
     from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
-    from vr_goggles.weights import ModelCard, save
 
-    labeller = SegmentationNet(width=4)   # loaded by the trainer, then replaced below
-    path = tmp_path / 'labeller'
-    save(path, labeller.state_dict(), ModelCard(
-        name='labeller', architecture='SegmentationNet',
-        kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': 4}, input_size=[16, 16],
-        task='test labeller', training_command='', metrics={}, extra={}))
+    path = _save_labeller(SegmentationNet(width=4), tmp_path)   # replaced below
     sim, real = _frames()
     base = {**TINY, **PRESETS['cycada'], 'preset': 'cycada', 'pseudo_segmenter': str(path)}
     chair, wall = CLASS_NAMES.index('chair'), CLASS_NAMES.index('wall')
