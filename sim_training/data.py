@@ -236,29 +236,24 @@ class FrameSampler:
             out = [None if a is None else a[:, ::-1] for a in out]
         return out
 
+    def _draw(self, n: int, *arrays: np.ndarray | None) -> list[np.ndarray | None]:
+        """``n`` indices with replacement; each array's rows there, augmented together."""
+        idx = torch.randint(len(self.frames), (n,), generator=self.generator).tolist()
+        picks = [self._augment(*(None if a is None else a[k] for a in arrays)) for k in idx]
+        return [None if a is None else np.stack([np.ascontiguousarray(p[j]) for p in picks])
+                for j, a in enumerate(arrays)]
+
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw ``n`` frames with replacement."""
-        idx = torch.randint(len(self.frames), (n,), generator=self.generator).tolist()
-        imgs, labs = [], []
-        for k in idx:
-            lab = self.frames.labels[k] if self.frames.labels is not None else None
-            img, lab = self._augment(self.frames.images[k], lab)
-            imgs.append(np.ascontiguousarray(img))
-            labs.append(lab)
-        x = torch.from_numpy(normalize(np.stack(imgs)))
-        y = None
-        if self.frames.labels is not None:
-            y = torch.from_numpy(np.stack([np.ascontiguousarray(v) for v in labs])).long()
-        return x, y
+        imgs, labs = self._draw(n, self.frames.images, self.frames.labels)
+        return (torch.from_numpy(normalize(imgs)),
+                None if labs is None else torch.from_numpy(labs).long())
 
     def sample_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` (image, target) pairs, both float32 ``(n, 3, H, W)`` in [-1, 1]."""
         if self.frames.targets is None:
             raise ValueError(f'{self.frames.name}: no targets to pair with')
-        idx = torch.randint(len(self.frames), (n,), generator=self.generator).tolist()
-        pairs = [self._augment(self.frames.images[k], self.frames.targets[k]) for k in idx]
-        imgs = np.stack([np.ascontiguousarray(img) for img, _ in pairs])
-        tgts = np.stack([np.ascontiguousarray(tgt) for _, tgt in pairs])
+        imgs, tgts = self._draw(n, self.frames.images, self.frames.targets)
         return torch.from_numpy(normalize(imgs)), torch.from_numpy(normalize(tgts))
 
     def state_dict(self) -> dict:
