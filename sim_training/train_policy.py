@@ -129,7 +129,8 @@ class Args:
     exposure / white balance / saturation errors) over the unchanged sim textures, so the policy
     tolerates the blur and colour errors of translated frames; 0 = clean frames only.
     Measured: 0.7 lifted driving behind VR-Goggles from 36 % to 42-51 % but cost 1-4 points in
-    sim, so the shipped policy is trained without it (docs/policy_camera_augment.json)"""
+    sim, and 0.5 / 0.3 from the start of the turn-memory stage gave the same trade, so the
+    shipped policy is trained without it (docs/policy_camera_augment.json)"""
     spin_penalty: float = 0.0
     """reward per turn after spin_limit consecutive turns, training only: a memoryless argmax
     policy that cannot see the chair must not turn in place forever"""
