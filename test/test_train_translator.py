@@ -461,6 +461,22 @@ def test_bench_translator_on_cuda_names_the_device(tmp_path):
     assert r['ms_per_step']['vr_goggles'] > 0 and r['overrides']['device'] == 'cuda'
 
 
+def test_sampler_draws_the_same_images_with_or_without_labels():
+    """Unlabelled frames (a bag) sample y=None with the same image draws as labelled ones.
+
+    Labels get their image's crop and flip: with the red channel as the label map, y is x's.
+    """
+    from sim_training.data import FrameSampler
+
+    frames = synthetic_frames(5, (16, 16), domain='real', seed=3)
+    red = FrameSet(frames.images, frames.images[..., 0].copy(), 'red')
+    x, y = FrameSampler(red, seed=0, flip=True, crop_pad=4).sample(8)
+    x0, y0 = FrameSampler(FrameSet(frames.images, None, 'bag'), seed=0, flip=True,
+                          crop_pad=4).sample(8)
+    assert y0 is None and torch.equal(x, x0)
+    assert y.dtype == torch.long and torch.equal(y, ((x[:, 0] + 1) * 127.5).round().long())
+
+
 def test_pair_sampler_crops_and_flips_image_and_target_together():
     """Paired frames get one augmentation: with target == image the two outputs are equal."""
     from sim_training.data import FrameSampler, synthetic_pairs
