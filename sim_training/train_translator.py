@@ -28,6 +28,10 @@ weight skips the term and all weights/switches are printed and logged at start):
       + lambda_paired   * |G(x_dr) - x_sim|              (RCAN, James et al. 2019: the same
                           simulator state in a domain-randomised and in the sim look, --paired)
 
+With ``ema_decay`` > 0 the exported G (and every snapshot) is an exponential moving average of
+G's weights from ``ema_start_step`` on (Yazici et al., ICLR 2019: averaged GAN generators beat
+any single iterate); training itself is unchanged.
+
 During the first ``warmup_steps`` steps G and F learn only ``warmup_selfreg`` * self-
 regularisation (SimGAN refiner pre-training) while the discriminators already train.
 Discriminators: LSGAN with one-sided label smoothing (real target ``adv_real_label``), fakes
@@ -195,6 +199,8 @@ class TranslatorConfig:
     warmup_steps: int = 0         #: SimGAN: G trained on self-regularisation only
     warmup_selfreg: float = 1.0   #: weight of that warm-up self-regularisation
     g_steps_per_d: int = 1        #: k generator steps per discriminator step
+    ema_decay: float = 0.0        #: >0: export an EMA of G's weights, e.g. 0.999 (0 = last G)
+    ema_start_step: int = 0       #: the EMA starts as a copy of G at this step
     pool_size: int = 50
     pool_history_fraction: float = 0.5
     # --- run
@@ -209,6 +215,7 @@ class TranslatorConfig:
     image_every: int = 500
     ckpt_every: int = 250
     snapshot_every: int = 0       #: >0: also export G to out/snapshots/step_NNNNNN every N steps
+    #:                                (with ema_decay: the EMA, and the raw G as step_N_raw)
     #:                                (for picking a checkpoint by a downstream metric)
     bench_iters: int = 0          #: >0: time that many steps, print ms/step, save nothing
     progress: bool = True
@@ -226,6 +233,8 @@ class TranslatorConfig:
             raise ValueError(f'size {self.size} must be a multiple of 2^n_down')
         if self.g_steps_per_d < 1:
             raise ValueError('g_steps_per_d must be >= 1')
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f'ema_decay must be in [0, 1), got {self.ema_decay}')
         class_weights(self.sem_class_weights)  # validates the names and values
         class_ids(self.pseudo_ignore, 'pseudo_ignore')
         if self.lambda_task > 0 and not self.task_policy:
@@ -452,6 +461,12 @@ class TranslatorTrainer:
         self.G_pseudo = None
         if cfg.lambda_sem_real > 0 and cfg.pseudo_refresh_every > 0:
             self.G_pseudo = freeze(copy.deepcopy(self.G))
+        self.G_ema = None
+        if cfg.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                       use_buffers=True)
         self.discriminators = [d for d in (self.D_sim, self.D_real, self.D_feat) if d is not None]
         if world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -681,6 +696,8 @@ class TranslatorTrainer:
         self.sched_G.step()
         self.sched_D.step()
         self.step += 1
+        if self.G_ema is not None and self.step > c.ema_start_step:
+            self.G_ema.update_parameters(unwrap(self.G))  # the first update copies G
         out['lr'] = self.opt_G.param_groups[0]['lr']
         self._last = (x_s, x_r, fake_s.detach().float(), fake_r.detach().float())
         return out
@@ -706,6 +723,8 @@ class TranslatorTrainer:
             models['D_feat'] = unwrap(self.D_feat).state_dict()
         if self.G_pseudo is not None:
             models['G_pseudo'] = self.G_pseudo.state_dict()
+        if self.G_ema is not None:
+            models['G_ema'] = self.G_ema.state_dict()
         return {'step': self.step, 'wall_s': self.wall_s, 'config': asdict(self.cfg),
                 'models': models,
                 'opt_G': self.opt_G.state_dict(), 'opt_D': self.opt_D.state_dict(),
@@ -736,6 +755,8 @@ class TranslatorTrainer:
             unwrap(self.D_feat).load_state_dict(m['D_feat'])
         if self.G_pseudo is not None:
             self.G_pseudo.load_state_dict(m['G_pseudo'])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(m['G_ema'])
         self.opt_G.load_state_dict(s['opt_G'])
         self.opt_D.load_state_dict(s['opt_D'])
         self.sched_G.load_state_dict(s['sched_G'])
@@ -784,9 +805,16 @@ class TranslatorTrainer:
             rs = torch.load(_rank_path(path, self.rank), map_location='cpu', weights_only=True)
             self.load_rank_state(rs['rank_state'])
 
+    def shipped_generator(self) -> nn.Module:
+        """The real->sim generator to export: the EMA of G once it has started, else G."""
+        if self.G_ema is not None and int(self.G_ema.n_averaged) > 0:
+            return self.G_ema.module
+        return unwrap(self.G)
+
     def export(self, path: str | os.PathLike, *, command: str = '',
-               metrics: dict | None = None, extra: dict | None = None) -> Path:
-        """Write the real->sim generator G as safetensors + model card."""
+               metrics: dict | None = None, extra: dict | None = None,
+               raw: bool = False) -> Path:
+        """Write the shipped real->sim generator (or G itself if ``raw``) + its model card."""
         from vr_goggles.preprocess import Preprocessor
         from vr_goggles.weights import ModelCard, save
 
@@ -799,7 +827,9 @@ class TranslatorTrainer:
             metrics=dict(metrics or {}),
             extra={'preset': c.preset, 'steps': self.step, 'preprocess': pre.card(),
                    'config': asdict(c), **(extra or {})})
-        return save(path, unwrap(self.G).state_dict(), card)
+        g = unwrap(self.G) if raw else self.shipped_generator()
+        card.extra['ema'] = g is not unwrap(self.G)
+        return save(path, g.state_dict(), card)
 
 
 def _rank_path(path: Path, rank: int) -> Path:
@@ -936,6 +966,9 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
                 dist.barrier()
         if rank == 0 and cfg.snapshot_every and s % cfg.snapshot_every == 0:
             trainer.export(out / 'snapshots' / f'step_{s:06d}', command=command)
+            if trainer.G_ema is not None:  # the raw G too, to pick either by what it drives
+                trainer.export(out / 'snapshots' / f'step_{s:06d}_raw', command=command,
+                               raw=True)
     bar.close()
     wall = time.perf_counter() - t0
     trainer.wall_s += time.perf_counter() - t_mark

@@ -538,3 +538,54 @@ def test_paired_training_lowers_the_paired_loss_and_resumes_exactly(tmp_path):
     tr = TranslatorTrainer(cfg, sim=sim, real=real, paired=synthetic_pairs(6, (16, 16)))
     losses = [tr.train_step()['paired'] for _ in range(60)]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_ema_export_is_the_moving_average_of_g_and_resumes_exactly(tmp_path):
+    """--ema-decay d: exported G = EMA of G's weights from ema_start_step (copy, then d-mix)."""
+    from vr_goggles.weights import load
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, 'steps': 6, 'ema_decay': 0.75, 'ema_start_step': 2,
+                              'pool_size': 2})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real)
+    want = None
+    for step in range(1, 7):
+        tr.train_step()
+        g = {k: v.detach().clone().double() for k, v in tr.G.state_dict().items()}
+        if step == 3:  # first step after ema_start_step: a copy of G
+            want = g
+        elif step > 3:
+            want = {k: 0.75 * want[k] + 0.25 * g[k] for k in g}
+        if step == 2:  # not started yet: G itself is exported
+            assert tr.shipped_generator() is tr.G
+        if step == 4:
+            tr.save_checkpoint(tmp_path / 'ck.pt')
+    state, _ = load(tr.export(tmp_path / 'g_ema').with_suffix(''))
+    for k, v in want.items():
+        np.testing.assert_allclose(state[k], v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    k = next(iter(want))
+    assert not np.allclose(state[k], tr.G.state_dict()[k].numpy())  # not just the last G
+    b = TranslatorTrainer(cfg, sim=sim, real=real)
+    b.load_checkpoint(tmp_path / 'ck.pt')
+    for _ in range(2):
+        b.train_step()
+    for k, v in tr.shipped_generator().state_dict().items():
+        assert torch.equal(v, b.shipped_generator().state_dict()[k]), k
+    with pytest.raises(ValueError, match='ema_decay'):
+        TranslatorConfig(ema_decay=1.0).resolved()
+
+
+def test_ema_snapshots_hold_the_average_and_the_raw_generator(tmp_path):
+    """With --ema-decay every snapshot is the EMA, and step_N_raw is G itself."""
+    from vr_goggles.weights import load
+    tr = train(config_from_args(
+        ['--synthetic', '6', '--size', '16', '--ngf', '4', '--n-blocks', '1', '--ndf', '4',
+         '--d-layers', '2', '--no-progress', '--steps', '4', '--snapshot-every', '4',
+         '--ema-decay', '0.5', '--out', str(tmp_path / 'r')]))
+    snaps = tmp_path / 'r' / 'snapshots'
+    ema, card = load(snaps / 'step_000004')
+    raw, raw_card = load(snaps / 'step_000004_raw')
+    assert card.extra['ema'] and not raw_card.extra['ema']
+    for k, v in tr.G.state_dict().items():
+        assert np.array_equal(raw[k], v.numpy()), k
+        assert np.array_equal(ema[k], tr.G_ema.module.state_dict()[k].numpy()), k
+    assert any(not np.array_equal(ema[k], raw[k]) for k in raw)
