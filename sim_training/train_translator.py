@@ -966,9 +966,9 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
                 dist.barrier()
         if rank == 0 and cfg.snapshot_every and s % cfg.snapshot_every == 0:
             trainer.export(out / 'snapshots' / f'step_{s:06d}', command=command)
-            if trainer.G_ema is not None:  # the raw G too, to pick either by what it drives
+            if trainer.shipped_generator() is not unwrap(trainer.G):  # and the raw G, to
                 trainer.export(out / 'snapshots' / f'step_{s:06d}_raw', command=command,
-                               raw=True)
+                               raw=True)  # pick either by what it drives
     bar.close()
     wall = time.perf_counter() - t0
     trainer.wall_s += time.perf_counter() - t_mark

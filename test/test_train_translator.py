@@ -579,9 +579,12 @@ def test_ema_snapshots_hold_the_average_and_the_raw_generator(tmp_path):
     from vr_goggles.weights import load
     tr = train(config_from_args(
         ['--synthetic', '6', '--size', '16', '--ngf', '4', '--n-blocks', '1', '--ndf', '4',
-         '--d-layers', '2', '--no-progress', '--steps', '4', '--snapshot-every', '4',
-         '--ema-decay', '0.5', '--out', str(tmp_path / 'r')]))
+         '--d-layers', '2', '--no-progress', '--steps', '4', '--snapshot-every', '2',
+         '--ema-decay', '0.5', '--ema-start-step', '2', '--out', str(tmp_path / 'r')]))
     snaps = tmp_path / 'r' / 'snapshots'
+    # at step 2 the EMA has not started: that snapshot is G, with no _raw twin
+    assert sorted(p.stem for p in snaps.glob('*.safetensors')) == [
+        'step_000002', 'step_000004', 'step_000004_raw']
     ema, card = load(snaps / 'step_000004')
     raw, raw_card = load(snaps / 'step_000004_raw')
     assert card.extra['ema'] and not raw_card.extra['ema']
