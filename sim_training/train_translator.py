@@ -217,8 +217,8 @@ class TranslatorConfig:
     image_every: int = 500
     ckpt_every: int = 250
     snapshot_every: int = 0       #: >0: also export G to out/snapshots/step_NNNNNN every N steps
-    #:                                (with ema_decay: the EMA, and the raw G as step_N_raw)
-    #:                                (for picking a checkpoint by a downstream metric)
+    #:                                (for picking a checkpoint by a downstream metric; with
+    #:                                ema_decay the EMA, and the raw G as step_NNNNNN_raw)
     bench_iters: int = 0          #: >0: time that many steps, print ms/step, save nothing
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -757,7 +757,7 @@ class TranslatorTrainer:
             unwrap(self.D_feat).load_state_dict(m['D_feat'])
         if self.G_pseudo is not None:
             self.G_pseudo.load_state_dict(m['G_pseudo'])
-        if self.G_ema is not None:
+        if self.G_ema is not None and 'G_ema' in m:  # else it starts at ema_start_step
             self.G_ema.load_state_dict(m['G_ema'])
         self.opt_G.load_state_dict(s['opt_G'])
         self.opt_D.load_state_dict(s['opt_D'])
@@ -968,9 +968,10 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
                 dist.barrier()
         if rank == 0 and cfg.snapshot_every and s % cfg.snapshot_every == 0:
             trainer.export(out / 'snapshots' / f'step_{s:06d}', command=command)
-            if trainer.shipped_generator() is not unwrap(trainer.G):  # and the raw G, to
+            if trainer.shipped_generator() is not unwrap(trainer.G):
+                # the raw G beside the EMA, to pick either by what it drives
                 trainer.export(out / 'snapshots' / f'step_{s:06d}_raw', command=command,
-                               raw=True)  # pick either by what it drives
+                               raw=True)
     bar.close()
     wall = time.perf_counter() - t0
     trainer.wall_s += time.perf_counter() - t_mark
