@@ -592,3 +592,18 @@ def test_ema_snapshots_hold_the_average_and_the_raw_generator(tmp_path):
         assert np.array_equal(raw[k], v.numpy()), k
         assert np.array_equal(ema[k], tr.G_ema.module.state_dict()[k].numpy()), k
     assert any(not np.array_equal(ema[k], raw[k]) for k in raw)
+
+
+def test_ema_added_on_resume_starts_as_a_copy_of_g(tmp_path):
+    """Resuming a run trained without --ema-decay, with it: the EMA starts afresh from G."""
+    sim, real = _frames()
+    base = {**TINY, 'steps': 4, 'pool_size': 2}
+    a = TranslatorTrainer(TranslatorConfig(**base), sim=sim, real=real)
+    a.train_step()
+    a.save_checkpoint(tmp_path / 'ck.pt')
+    b = TranslatorTrainer(TranslatorConfig(**base, ema_decay=0.9), sim=sim, real=real)
+    b.load_checkpoint(tmp_path / 'ck.pt')
+    assert b.shipped_generator() is b.G  # not started yet
+    b.train_step()
+    for k, v in b.G.state_dict().items():
+        assert torch.equal(b.shipped_generator().state_dict()[k], v), k
