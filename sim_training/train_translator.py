@@ -807,11 +807,14 @@ class TranslatorTrainer:
             rs = torch.load(_rank_path(path, self.rank), map_location='cpu', weights_only=True)
             self.load_rank_state(rs['rank_state'])
 
+    @property
+    def ema_started(self) -> bool:
+        """Whether the EMA of G holds at least one update (it starts after ema_start_step)."""
+        return self.G_ema is not None and int(self.G_ema.n_averaged) > 0
+
     def shipped_generator(self) -> nn.Module:
         """The real->sim generator to export: the EMA of G once it has started, else G."""
-        if self.G_ema is not None and int(self.G_ema.n_averaged) > 0:
-            return self.G_ema.module
-        return unwrap(self.G)
+        return self.G_ema.module if self.ema_started else unwrap(self.G)
 
     def export(self, path: str | os.PathLike, *, command: str = '',
                metrics: dict | None = None, extra: dict | None = None,
@@ -829,8 +832,8 @@ class TranslatorTrainer:
             metrics=dict(metrics or {}),
             extra={'preset': c.preset, 'steps': self.step, 'preprocess': pre.card(),
                    'config': asdict(c), **(extra or {})})
-        g = unwrap(self.G) if raw else self.shipped_generator()
-        card.extra['ema'] = g is not unwrap(self.G)
+        card.extra['ema'] = self.ema_started and not raw
+        g = self.shipped_generator() if card.extra['ema'] else unwrap(self.G)
         return save(path, g.state_dict(), card)
 
 
@@ -968,8 +971,7 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
                 dist.barrier()
         if rank == 0 and cfg.snapshot_every and s % cfg.snapshot_every == 0:
             trainer.export(out / 'snapshots' / f'step_{s:06d}', command=command)
-            if trainer.shipped_generator() is not unwrap(trainer.G):
-                # the raw G beside the EMA, to pick either by what it drives
+            if trainer.ema_started:  # the raw G beside the EMA, to pick either by what it drives
                 trainer.export(out / 'snapshots' / f'step_{s:06d}_raw', command=command,
                                raw=True)
     bar.close()
