@@ -131,8 +131,8 @@ def object_presence(pred: np.ndarray, target: np.ndarray, cls: int, *, min_found
     pred = np.asarray(pred).reshape(len(pred), -1) == cls
     true = np.asarray(target).reshape(len(target), -1) == cls
     found = pred.sum(1) >= min_found
-    empty = true.sum(1) == 0
-    big = true.sum(1) >= min_true
+    n_true = true.sum(1)
+    empty, big = n_true == 0, n_true >= min_true
     tp = int((pred & true).sum())
 
     def share(frames: np.ndarray, hit: np.ndarray) -> float | None:
