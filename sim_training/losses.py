@@ -103,6 +103,29 @@ def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, *,
     return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index)
 
 
+def class_color_loss(image: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, *,
+                     min_pixels: int = 4, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Per-class appearance: ``|mean colour of image over class c - targets[c]|_1``.
+
+    ``labels`` ``(N, H, W)`` (``ignore_index`` skipped), ``targets`` ``(K, 3)`` the target
+    domain's mean colour of each class in the network range (NaN rows: class never seen). The
+    mean is over the (image, class) pairs with at least ``min_pixels`` pixels, so a small chair
+    weighs as much as the floor: the sim policy steers by the chair's colour, which a
+    segmenter-judged semantic term does not ask for. Returns 0 (with a graph) when no pair
+    qualifies.
+    """
+    k = targets.shape[0]
+    onehot = (labels[:, None] == torch.arange(k, device=labels.device)[None, :, None, None])
+    mask = onehot.to(image.dtype)                                   # (N, K, H, W)
+    counts = mask.sum((2, 3))                                       # (N, K)
+    means = torch.einsum('nchw,nkhw->nkc', image, mask) / counts.clamp(min=1)[..., None]
+    valid = (counts >= min_pixels) & torch.isfinite(targets).all(1)[None]
+    if not bool(valid.any()):
+        return image.sum() * 0.0
+    diff = (means - torch.nan_to_num(targets)[None].to(image.dtype)).abs().mean(-1)
+    return diff[valid].mean()
+
+
 def task_consistency(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Task-network consistency ``|phi(G(x)) - phi(x)|_1`` in a frozen policy's feature space.
 

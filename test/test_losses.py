@@ -101,6 +101,28 @@ class _Stride2(nn.Module):
         return F.interpolate(self.down(x), scale_factor=2.0, mode='nearest')
 
 
+def test_class_color_loss_known_values():
+    """Mean colour per (image, class) against the targets; small, ignored and unknown skipped."""
+    img = torch.zeros(1, 3, 4, 4)
+    img[:, :, :2] = 0.5                       # top half: class 1, colour 0.5
+    img[:, 0, 2:] = -1.0                      # bottom half: class 2, colour (-1, 0, 0)
+    labels = torch.ones(1, 4, 4, dtype=torch.long)
+    labels[:, 2:] = 2
+    labels[0, 3, 3] = L.IGNORE_INDEX          # an ignored pixel changes nothing
+    img[0, :, 3, 3] = 9.0
+    targets = torch.tensor([[float('nan')] * 3, [0.5, 0.5, 0.5], [0.0, 0.0, 0.0],
+                            [1.0, 1.0, 1.0]])
+    # class 1 matches (0); class 2 is off by (1, 0, 0) -> 1/3; class 3 absent; mean 1/6
+    assert float(L.class_color_loss(img, labels, targets)) == pytest.approx(1 / 6)
+    # with 8 required pixels, class 2 (7 pixels) no longer counts
+    assert float(L.class_color_loss(img, labels, targets, min_pixels=8)) == pytest.approx(0.0)
+    # a class whose target is unknown (NaN) never counts; no qualifying pair -> a zero with grad
+    x = img.clone().requires_grad_(True)
+    zero = L.class_color_loss(x, torch.zeros(1, 4, 4, dtype=torch.long), targets)
+    zero.backward()
+    assert float(zero) == 0.0 and x.grad is not None
+
+
 def test_shift_loss_zero_for_equivariant_maps_positive_for_stride2():
     """Shift loss zero for equivariant maps positive for stride2."""
     torch.manual_seed(1)

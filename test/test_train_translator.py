@@ -607,3 +607,39 @@ def test_ema_added_on_resume_starts_as_a_copy_of_g(tmp_path):
     b.train_step()
     for k, v in b.G.state_dict().items():
         assert torch.equal(b.shipped_generator().state_dict()[k], v), k
+
+
+def test_sim_class_colors_are_per_class_means_in_the_network_range():
+    """The class-colour targets: mean normalised colour of each class's sim pixels, NaN if none."""
+    from sim_training.train_translator import sim_class_colors
+
+    img = np.zeros((2, 2, 2, 3), np.uint8)
+    img[0, 0] = 255                      # frame 0, row 0: white  -> +1
+    img[1] = 51                          # frame 1: grey 51       -> -0.6
+    labels = np.full((2, 2, 2), 1, np.uint8)
+    labels[0, 0] = 4                     # the white row is "chair"
+    colors = sim_class_colors(FrameSet(img, labels, 'sim'))
+    assert colors[4] == pytest.approx([1.0] * 3)
+    # class 1: two black pixels (-1) of frame 0 and four grey (-0.6) of frame 1
+    assert colors[1] == pytest.approx([(2 * -1.0 + 4 * -0.6) / 6] * 3, abs=1e-6)
+    assert np.isnan(colors[2]).all() and np.isnan(colors[0]).all()
+
+
+def test_class_color_term_uses_the_real_pseudo_labels_and_sim_colours(tmp_path):
+    """lambda_class_color: the logged term is class_color_loss(G(x_r), pseudo, sim colours)."""
+    from sim_training import losses as L
+    from sim_training.train_translator import sim_class_colors
+
+    sim, real = _frames()
+    cfg = TranslatorConfig(**{**TINY, **PRESETS['cycada'], 'preset': 'cycada',
+                              'pseudo_segmenter': '', 'pseudo_threshold': 0.0,
+                              'lambda_class_color': 2.0})
+    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
+    assert torch.allclose(tr.class_colors, torch.from_numpy(sim_class_colors(sim)),
+                          equal_nan=True)
+    x_s, y_s, x_r = tr.next_batch()
+    _, terms, fake_s, _ = tr.generator_losses(x_s, y_s, x_r)
+    want = L.class_color_loss(fake_s.detach(), tr._pseudo(x_r), tr.class_colors)
+    assert float(terms['class_color']) == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(ValueError, match='lambda_sem_real'):
+        TranslatorConfig(**{**TINY, 'lambda_class_color': 1.0}).resolved()
