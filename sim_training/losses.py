@@ -110,9 +110,9 @@ def class_color_loss(image: torch.Tensor, labels: torch.Tensor, targets: torch.T
     ``labels`` ``(N, H, W)`` (``ignore_index`` skipped), ``targets`` ``(K, 3)`` the target
     domain's mean colour of each class in the network range (NaN rows: class never seen). The
     mean is over the (image, class) pairs with at least ``min_pixels`` pixels, so a small chair
-    weighs as much as the floor: the sim policy steers by the chair's colour, which a
-    segmenter-judged semantic term does not ask for. Returns 0 (with a graph) when no pair
-    qualifies.
+    weighs as much as the floor. The segmenter-judged semantic term accepts a chair of any
+    colour, while the sim policy only ever saw the sim ones. Returns 0 (with a graph) when no
+    pair qualifies.
     """
     k = targets.shape[0]
     onehot = (labels[:, None] == torch.arange(k, device=labels.device)[None, :, None, None])

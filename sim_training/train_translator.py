@@ -193,9 +193,9 @@ class TranslatorConfig:
     lambda_sem_cycle: float = 0.0  #: CE(S(G(F(x_sim))), true sim labels)
     lambda_feat_adv: float = 0.0  #: CyCADA feature-level GAN on S.features(G(x_real))
     lambda_task: float = 0.0      #: task consistency in the frozen policy's feature space
+    task_policy: str = ''         #: that policy (shipped name or path), e.g. 'policy_sim'
     lambda_class_color: float = 0.0  #: per-class mean colour of G(x_real) on its pseudo-labels
     #:                                   vs the sim frames' (needs lambda_sem_real > 0)
-    task_policy: str = ''         #: that policy (shipped name or path), e.g. 'policy_sim'
     lambda_shift: float = 0.0
     shift_both: bool = True       #: shift loss on F (sim->real) as well as G
     lambda_paired: float = 0.0    #: RCAN's |G(x_dr) - x_sim|_1 on --paired frames
