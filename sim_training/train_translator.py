@@ -112,9 +112,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # more visible chairs and drove 5-20 % vs 36 % (two seeds; docs/translator_pseudo_ignore.json).
     # Nor do the labels or the width limit G: the real frames' true labels in place of the
     # pseudo-labels drove 4-7 %, a better labeller (real mIoU 51 vs 44) 6-15 %, ngf 32 0 %.
-    # Per-class colour matching on the pseudo-labels (lambda_class_color 10) lifted two seeds
-    # from 7-10 % to 16-21 % and from 10 % to 13-17 %, under the shipped 36 %; in no preset
-    # (docs/translator_labels_width_color.json).
+    # Per-class colour matching on the pseudo-labels (lambda_class_color 10) moved three seeds
+    # by +11, +3 and -8 points (6-21 %): no consistent gain, under the shipped 36 %; in no
+    # preset (docs/translator_labels_width_color.json).
     'cycada': dict(lambda_sem_sim=0.1, lambda_sem_real=1.0, pseudo_segmenter='segmenter_dr',
                    pseudo_refresh_every=0, pseudo_start_step=0, lambda_sem_cycle=1.0,
                    sem_class_weights='chair=5,object=2', antialias=True, upsample='resize',
