@@ -355,12 +355,11 @@ def sim_class_colors(sim: FrameSet) -> np.ndarray:
     sums = np.zeros((NUM_CLASSES, 3))
     counts = np.zeros(NUM_CLASSES)
     for k in range(0, len(sim), 256):
-        x = normalize(sim.images[k:k + 256]).astype(np.float64)    # (n, 3, H, W)
-        y = sim.labels[k:k + 256]
-        for c in range(NUM_CLASSES):
-            m = y == c
-            counts[c] += m.sum()
-            sums[c] += x.transpose(0, 2, 3, 1)[m].sum(0)
+        x = normalize(sim.images[k:k + 256]).transpose(0, 2, 3, 1).reshape(-1, 3)  # (n*H*W, 3)
+        y = sim.labels[k:k + 256].reshape(-1)
+        counts += np.bincount(y, minlength=NUM_CLASSES)[:NUM_CLASSES]
+        sums += np.stack([np.bincount(y, weights=x[:, ch], minlength=NUM_CLASSES)[:NUM_CLASSES]
+                          for ch in range(3)], 1)
     with np.errstate(invalid='ignore', divide='ignore'):
         return (sums / counts[:, None]).astype(np.float32)
 
@@ -480,13 +479,11 @@ class TranslatorTrainer:
                 self.labeller = freeze(load_segmenter(cfg.pseudo_segmenter)).to(self.device)
             w = class_weights(cfg.sem_class_weights)
             self.sem_weight = None if w is None else torch.tensor(w, device=self.device)
-            for name in ('lambda_sem_sim', 'lambda_sem_cycle'):
+            for name in ('lambda_sem_sim', 'lambda_sem_cycle', 'lambda_class_color'):
                 if getattr(cfg, name) > 0 and sim.labels is None:
                     raise ValueError(f'{name} > 0 needs sim labels; {sim.name} has none')
         self.class_colors = None
-        if cfg.lambda_class_color > 0:
-            if sim.labels is None:
-                raise ValueError(f'lambda_class_color > 0 needs sim labels; {sim.name} has none')
+        if cfg.lambda_class_color > 0:  # needs lambda_sem_real, so the segmenter branch ran
             self.class_colors = torch.from_numpy(sim_class_colors(sim)).to(self.device)
         self.task = None
         if cfg.lambda_task > 0:

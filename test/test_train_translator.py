@@ -643,3 +643,8 @@ def test_class_color_term_uses_the_real_pseudo_labels_and_sim_colours(tmp_path):
     assert float(terms['class_color']) == pytest.approx(float(want), rel=1e-5)
     with pytest.raises(ValueError, match='lambda_sem_real'):
         TranslatorConfig(**{**TINY, 'lambda_class_color': 1.0}).resolved()
+    real_side_only = TranslatorConfig(**{**cfg.__dict__, 'lambda_sem_sim': 0.0,
+                                         'lambda_sem_cycle': 0.0})
+    unlabelled = FrameSet(images=sim.images, labels=None, name='nolabels')
+    with pytest.raises(ValueError, match='lambda_class_color > 0 needs sim labels; nolabels'):
+        TranslatorTrainer(real_side_only, sim=unlabelled, real=real, segmenter=_seg())
