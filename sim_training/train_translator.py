@@ -222,9 +222,9 @@ class TranslatorConfig:
     threads: int = 1              #: torch intra-op threads per process
     device: str = 'cpu'
     precision: str = 'fp32'       #: 'fp32' | 'bf16' (autocast) | 'fp16' (CUDA + GradScaler)
-    log_every: int = 25
-    image_every: int = 500
-    ckpt_every: int = 250
+    log_every: int = 25           #: scalars every N steps (0: only the last step)
+    image_every: int = 500        #: image grids every N steps (0: never)
+    ckpt_every: int = 250         #: checkpoint every N steps and at the end (0: never)
     snapshot_every: int = 0       #: >0: also export G to out/snapshots/step_NNNNNN every N steps
     #:                                (for picking a checkpoint by a downstream metric; with
     #:                                ema_decay the EMA, and the raw G as step_NNNNNN_raw)
@@ -244,6 +244,9 @@ class TranslatorConfig:
             raise ValueError(f'size {self.size} must be a multiple of 2^n_down')
         if self.g_steps_per_d < 1:
             raise ValueError('g_steps_per_d must be >= 1')
+        for name in ('log_every', 'image_every', 'ckpt_every', 'snapshot_every'):
+            if getattr(self, name) < 0:
+                raise ValueError(f'{name} must be >= 0 (0: off), got {getattr(self, name)}')
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f'ema_decay must be in [0, 1), got {self.ema_decay}')
         class_weights(self.sem_class_weights)  # validates the names and values
@@ -991,7 +994,7 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
         logs = trainer.train_step()
         bar.update(1)
         s = trainer.step
-        if writer is not None and (s % cfg.log_every == 0 or s == cfg.steps):
+        if writer is not None and ((cfg.log_every and s % cfg.log_every == 0) or s == cfg.steps):
             for k, v in logs.items():
                 writer.add_scalar(f'loss/{k}' if k != 'lr' else 'lr', v, s)
             elapsed = time.perf_counter() - t0

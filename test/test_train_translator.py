@@ -648,3 +648,18 @@ def test_class_color_term_uses_the_real_pseudo_labels_and_sim_colours(tmp_path):
     unlabelled = FrameSet(images=sim.images, labels=None, name='nolabels')
     with pytest.raises(ValueError, match='lambda_class_color > 0 needs sim labels; nolabels'):
         TranslatorTrainer(real_side_only, sim=unlabelled, real=real, segmenter=_seg())
+
+
+def test_log_every_zero_logs_only_the_last_step_and_negative_intervals_are_refused(tmp_path):
+    """--log-every 0 once divided by zero at the first step; negative intervals are refused."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / 'r'
+    train(config_from_args(
+        ['--synthetic', '4', '--size', '16', '--ngf', '4', '--n-blocks', '1', '--ndf', '4',
+         '--d-layers', '2', '--no-progress', '--steps', '3', '--log-every', '0',
+         '--out', str(out)]))
+    acc = EventAccumulator(str(out / 'tb'))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars('loss/cycle')] == [3]
+    with pytest.raises(ValueError, match='ckpt_every must be >= 0'):
+        TranslatorConfig(ckpt_every=-1).resolved()
