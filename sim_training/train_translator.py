@@ -115,6 +115,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Per-class colour matching on the pseudo-labels (lambda_class_color 10) moved three seeds
     # by +11, +3 and -8 points (6-21 %): no consistent gain, under the shipped 36 %; in no
     # preset (docs/translator_labels_width_color.json).
+    # A stronger real-side term drove worse (lambda_sem_real 5: 1-6 %, 10: 0 %, seed 0, vs 7-10 %
+    # at 1), though at 5 the sim segmenter scores G's held-out frames higher (mIoU 40.5 vs 36.5):
+    # G satisfies the frozen segmenter with washed-out floors and black blobs
+    # (docs/translator_sem_weight.json).
     'cycada': dict(lambda_sem_sim=0.1, lambda_sem_real=1.0, pseudo_segmenter='segmenter_dr',
                    pseudo_refresh_every=0, pseudo_start_step=0, lambda_sem_cycle=1.0,
                    sem_class_weights='chair=5,object=2', antialias=True, upsample='resize',
@@ -202,7 +206,7 @@ class TranslatorConfig:
     # --- optimisation
     steps: int = 4000             #: generator steps
     decay_steps: int = -1         #: linear LR decay over the last N steps (-1: steps // 2)
-    batch_size: int = 1
+    batch_size: int = 1           #: 4 or 8 drove as 1 did (docs/translator_batch_size.json)
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -222,6 +226,7 @@ class TranslatorConfig:
     threads: int = 1              #: torch intra-op threads per process
     device: str = 'cpu'
     precision: str = 'fp32'       #: 'fp32' | 'bf16' (autocast) | 'fp16' (CUDA + GradScaler)
+    #:                                bf16 drove worse (docs/translator_pseudo_start.json)
     log_every: int = 25           #: scalars every N steps (0: only the last step)
     image_every: int = 500        #: image grids every N steps (0: never)
     ckpt_every: int = 250         #: checkpoint every N steps and at the end (0: never)
