@@ -251,7 +251,7 @@ class TranslatorConfig:
             raise ValueError('g_steps_per_d must be >= 1')
         for name in ('log_every', 'image_every', 'ckpt_every', 'snapshot_every'):
             if getattr(self, name) < 0:
-                raise ValueError(f'{name} must be >= 0 (0: off), got {getattr(self, name)}')
+                raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f'ema_decay must be in [0, 1), got {self.ema_decay}')
         class_weights(self.sem_class_weights)  # validates the names and values
