@@ -221,6 +221,7 @@ class TranslatorConfig:
     # --- run
     out: str = 'runs/translator'
     export: str = ''              #: write the real->sim generator here (safetensors + card)
+    export_sim2real: str = ''     #: also write F (sim->real) here, for fake-real frames
     resume: str = ''              #: '' | 'auto' (out/last.pt if present) | checkpoint path
     seed: int = 0
     threads: int = 1              #: torch intra-op threads per process
@@ -864,8 +865,8 @@ class TranslatorTrainer:
 
     def export(self, path: str | os.PathLike, *, command: str = '',
                metrics: dict | None = None, extra: dict | None = None,
-               raw: bool = False) -> Path:
-        """Write the shipped real->sim generator (or G itself if ``raw``) + its model card."""
+               raw: bool = False, sim2real: bool = False) -> Path:
+        """Write the shipped real->sim generator (G itself if ``raw``, F if ``sim2real``)."""
         from vr_goggles.preprocess import Preprocessor
         from vr_goggles.weights import ModelCard, save
 
@@ -878,6 +879,10 @@ class TranslatorTrainer:
             metrics=dict(metrics or {}),
             extra={'preset': c.preset, 'steps': self.step, 'preprocess': pre.card(),
                    'config': asdict(c), **(extra or {})})
+        if sim2real:  # fake-real frames for sim-side tools (sim_training.distill_policy)
+            card.task = 'sim->real image translation (the cycle partner F; not goggles)'
+            card.extra.update(ema=False, direction='sim->real')
+            return save(path, unwrap(self.F).state_dict(), card)
         card.extra['ema'] = self.ema_started and not raw
         g = self.shipped_generator() if card.extra['ema'] else unwrap(self.G)
         return save(path, g.state_dict(), card)
@@ -1034,6 +1039,10 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
             writer.close()
         if cfg.export:
             path = trainer.export(cfg.export, command=command, extra=summary)
+            print(f'exported {path}', flush=True)
+        if cfg.export_sim2real:
+            path = trainer.export(cfg.export_sim2real, command=command, extra=summary,
+                                  sim2real=True)
             print(f'exported {path}', flush=True)
     return trainer
 

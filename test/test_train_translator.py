@@ -329,6 +329,28 @@ def test_export_card_and_eval_translator(tmp_path):
         'shift_error'] == m['shift_error']
 
 
+def test_export_sim2real_writes_f_not_g(tmp_path):
+    """--export-sim2real: F (sim->real) with a card that says so; G's export is unchanged."""
+    from vr_goggles.goggles import Goggles
+    from vr_goggles.preprocess import normalize
+
+    sim, real = _frames()
+    tr = TranslatorTrainer(TranslatorConfig(**{**TINY, 'steps': 2}), sim=sim, real=real)
+    tr.train_step()
+    tr.export(tmp_path / 'f', command='pytest', sim2real=True)
+    tr.export(tmp_path / 'g', command='pytest')
+    card = json.loads((tmp_path / 'f.json').read_text())
+    assert card['extra']['direction'] == 'sim->real' and 'sim->real' in card['task']
+    assert 'direction' not in json.loads((tmp_path / 'g.json').read_text())['extra']
+    x = sim.images[:2]
+    with torch.no_grad():
+        want_f = tr.F(torch.from_numpy(normalize(x))).numpy()
+        want_g = tr.G(torch.from_numpy(normalize(x))).numpy()
+    for name, want in (('f', want_f), ('g', want_g)):
+        got = Goggles.from_model(tmp_path / name, engine='torch').run(normalize(x))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_load_source_export_layout(tmp_path):
     """Load source export layout."""
     import cv2
