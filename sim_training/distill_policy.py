@@ -119,7 +119,6 @@ class DistillConfig:
                 raise ValueError(f'{name}: expected > 0, got {getattr(self, name)!r}')
         if self.clean_weight < 0:
             raise ValueError(f'clean_weight: expected >= 0, got {self.clean_weight!r}')
-        parse_mix(self.mix)
         p = dict(zip(MODES, parse_mix(self.mix)))
         if any(p[m] for m in MODES if 'goggles' in m) and not self.goggle_models():
             raise ValueError('goggles: a goggles mode needs at least one generator')
@@ -244,9 +243,12 @@ def collect(lanes: list[Lane], teacher: Any, student: Any, goggles: list[Any],
     per_lane = math.ceil(n_steps / len(lanes))
     n = per_lane * len(lanes)
     size = tuple(preprocess.size)
-    clean_buf = view_buf = None
-    plane_buf = None
-    probs_buf = np.empty((n, 0), np.float32)
+    k = 3 * lanes[0].clean_stack.k
+    n_planes = lanes[0].turns.n_planes if lanes[0].turns is not None else 0
+    clean_buf = np.empty((n, k, *size), np.uint8)
+    view_buf = np.empty((n, k, *size), np.uint8)
+    plane_buf = np.empty((n, n_planes), np.float32)
+    probs_buf = np.empty((n, teacher.action_net.out_features), np.float32)
     modes_buf = np.empty(n, np.int8)
     ended = succeeded = agree = 0
     ended_by_mode = np.zeros(len(MODES), np.int64)
@@ -265,9 +267,11 @@ def collect(lanes: list[Lane], teacher: Any, student: Any, goggles: list[Any],
                 for j, img in zip(idx, out):
                     views[j] = img
         clean_x, view_x, plane_vals = [], [], []
-        for lane, view in zip(lanes, views):
-            clean = lane.clean_stack.push(preprocess(lane.obs)[0])
-            seen = lane.view_stack.push(preprocess(view)[0])
+        clean_frames = preprocess([lane.obs for lane in lanes])
+        view_frames = preprocess(views)
+        for lane, clean_frame, view_frame in zip(lanes, clean_frames, view_frames):
+            clean = lane.clean_stack.push(clean_frame)
+            seen = lane.view_stack.push(view_frame)
             planes, values = lane.planes(size)
             clean_x.append(np.concatenate([clean, planes]))
             view_x.append(np.concatenate([seen, planes]))
@@ -280,12 +284,6 @@ def collect(lanes: list[Lane], teacher: Any, student: Any, goggles: list[Any],
         agree += int((expert == learner).sum())
         probs = torch.softmax(t_logits / cfg.temperature, dim=1).numpy()
         actions = np.where(rng.random(len(lanes)) < beta, expert, learner)
-        k = 3 * lanes[0].clean_stack.k
-        if clean_buf is None:
-            clean_buf = np.empty((n, k, *size), np.uint8)
-            view_buf = np.empty((n, k, *size), np.uint8)
-            plane_buf = np.empty((n, len(plane_vals[0])), np.float32)
-            probs_buf = np.empty((n, probs.shape[1]), np.float32)
         sl = slice(i, i + len(lanes))
         clean_buf[sl] = to_uint8(np.stack([x[:k] for x in clean_x]))
         view_buf[sl] = to_uint8(np.stack([x[:k] for x in view_x]))
@@ -362,7 +360,6 @@ def fit(student: Any, data: Samples, cfg: DistillConfig, optimizer: Any,
             view_logits = student(from_uint8(data.take('view', idx), planes))
             ce_view = soft_cross_entropy(view_logits, target)
             loss = ce_view
-            clean_logits = None
             if cfg.clean_weight > 0:
                 clean_logits = student(from_uint8(data.take('clean', idx), planes))
                 ce_clean = soft_cross_entropy(clean_logits, target)
@@ -510,18 +507,20 @@ def distill(cfg: DistillConfig, command: str = '') -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> DistillConfig:
-    """CLI flags from :class:`DistillConfig`'s fields (``--no-progress`` for the flag)."""
+    """CLI flags from :class:`DistillConfig`'s fields, their docstrings as ``--help``."""
+    from sim_training.config_cli import field_docs
+
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    defaults = DistillConfig()
+    docs = field_docs(DistillConfig)
     for f in fields(DistillConfig):
         flag = '--' + f.name.replace('_', '-')
-        value = getattr(defaults, f.name)
-        if isinstance(value, bool):
-            p.add_argument('--no-' + f.name.replace('_', '-'), dest=f.name,
-                           action='store_false', help=f'disable {f.name}')
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                           help=docs.get(f.name, ''))
         else:
-            p.add_argument(flag, type=type(value), default=value)
+            p.add_argument(flag, type=type(f.default), default=f.default,
+                           help=docs.get(f.name, ''))
     try:
         return DistillConfig(**vars(p.parse_args(argv)))
     except ValueError as e:

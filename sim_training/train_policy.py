@@ -36,6 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
 import torch  # noqa: E402
 
+from sim_training.config_cli import field_docs  # noqa: E402
 from vr_goggles.actions import FORWARD  # noqa: E402
 from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
@@ -192,29 +193,11 @@ def _field_type(f) -> type:
     return f.type if isinstance(f.type, type) else names[str(f.type)]
 
 
-def field_docs() -> dict[str, str]:
-    """Attribute docstrings of :class:`Args` (the string under each field), for ``--help``."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(Args))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = nxt.value.value
-    return docs
-
-
 def parse_args(argv: list[str] | None = None) -> Args:
     """Build argparse from ``dataclasses.fields(Args)`` and parse ``argv``."""
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    try:
-        docs = field_docs()
-    except (OSError, TypeError, SyntaxError):  # no source available (zipped install)
-        docs = {}
+    docs = field_docs(Args)
     for f in fields(Args):
         flag = '--' + f.name.replace('_', '-')
         typ = _field_type(f)
