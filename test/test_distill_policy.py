@@ -188,3 +188,13 @@ def test_help_shows_each_fields_docstring(capsys):
     with pytest.raises(SystemExit):
         main(['--help'])
     assert 'soft cross-entropy on the clean stacks' in capsys.readouterr().out
+
+
+def test_train_policy_help_prints_percent_signs(capsys):
+    """The help is %-formatted by argparse: a docstring saying '36 %' must not crash --help."""
+    from sim_training.train_policy import parse_args
+
+    with pytest.raises(SystemExit) as e:
+        parse_args(['--help'])
+    assert e.value.code == 0
+    assert 'from 36 % to 42-51 %' in ' '.join(capsys.readouterr().out.split())
