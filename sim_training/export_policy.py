@@ -85,6 +85,13 @@ def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
     init = args.get('init_from')
     if not init or depth <= 0:
         return []
+    if not str(init).endswith('.zip'):  # an exported policy (train_policy.init_from_exported)
+        try:
+            card = load_card(resolve(init))
+        except (OSError, ValueError) as e:
+            return [{'policy': str(init), 'state': f'unknown ({e})'}]
+        return [{'policy': str(init), 'sha256': card.sha256,
+                 'commands': [card.training_command]}]
     state_path = Path(init).with_suffix('.json')
     if not state_path.exists():
         return [{'checkpoint': str(init), 'state': 'unknown (no training state file)'}]

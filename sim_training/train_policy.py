@@ -132,6 +132,13 @@ class Args:
     Measured: 0.7 lifted driving behind VR-Goggles from 36 % to 42-51 % but cost 1-4 points in
     sim, and 0.5 / 0.3 from the start of the turn-memory stage gave the same trade, so the
     shipped policy is trained without it (docs/policy_camera_augment.json)"""
+    floor_augment: float = 0.0
+    """training only, --domain sim: share of episodes whose floor is plain grey or the
+    checkerboard at a random tile size, phase and brightness (ChairNavEnv floor_augment), so the
+    policy does not steer by the checkerboard's phase, which no translator can read off a real
+    floor (docs/translator_ceiling.json); 0 = the canonical floor only. Measured: 0.5 keeps
+    the sim score and removes the floor dependence, but drives no better behind VR-Goggles
+    (33 % vs 34.5 % on the evaluation layouts, docs/policy_floor_augment.json)"""
     spin_penalty: float = 0.0
     """reward per turn after spin_limit consecutive turns, training only: a memoryless argmax
     policy that cannot see the chair must not turn in place forever"""
@@ -177,7 +184,10 @@ class Args:
     init_from: str = ''
     """start a fresh run from another run's checkpoint.zip (same encoder sizes): weights are
     copied and a narrower first conv (fewer stacked frames) is widened with zeros for the
-    older frames, so the new policy starts out acting exactly like the old one"""
+    older frames, so the new policy starts out acting exactly like the old one. Or from an
+    exported policy (a shipped name such as policy_sim, or its .safetensors) of this run's exact
+    architecture: its actor is copied and the value head starts fresh, to fine-tune a shipped
+    policy whose training checkpoint is not kept"""
     export: str = ''
     """write the exported NavActor here at the end (e.g. vr_goggles/weights/policy_sim)"""
     tensorboard: bool = True
@@ -215,6 +225,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
     if args.progress_reward not in ('geodesic', 'euclidean'):
         p.error(f'--progress-reward: expected geodesic or euclidean, '
                 f'got {args.progress_reward!r}')
+    if not 0.0 <= args.floor_augment <= 1.0:
+        p.error(f'--floor-augment: expected a share in [0, 1], got {args.floor_augment}')
+    if args.floor_augment and args.domain != 'sim':
+        p.error(f'--floor-augment: only with --domain sim, got {args.domain!r}')
     if not 0.0 <= args.camera_augment <= 1.0:
         p.error(f'--camera-augment: expected a share in [0, 1], got {args.camera_augment}')
     if not 0.0 < args.detour_keep <= 1.0:
@@ -516,7 +530,7 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
              frame_stack: int = 1, progress_reward: str = 'euclidean',
              detour_keep: float = 1.0, detour_margin: float = 0.3,
              frame_offsets: tuple[int, ...] | None = None, turn_memory: int = 0,
-             turn_window: int = 0, camera_augment: float = 0.0):
+             turn_window: int = 0, camera_augment: float = 0.0, floor_augment: float = 0.0):
     """Env factory (picklable for ``SubprocVecEnv``): ChairNav, wrappers, stack, turn plane."""
 
     def thunk() -> gym.Env:
@@ -528,6 +542,8 @@ def make_env(domain: str, obs_size: int, max_episode_steps: int = 0, split: str 
         kwargs: dict[str, Any] = {'domain': domain, 'obs_size': obs_size, 'split': split}
         if max_episode_steps:
             kwargs['max_episode_steps'] = max_episode_steps
+        if floor_augment:
+            kwargs['floor_augment'] = floor_augment
         env = gym.make(ENV_ID, **kwargs)
         if detour_keep < 1.0:
             env = DetourLayouts(env, detour_keep, detour_margin)
@@ -558,7 +574,7 @@ def make_vec_env(args: Args):
                     detour_margin=args.detour_margin,
                     frame_offsets=parse_offsets(args.frame_offsets),
                     turn_memory=args.turn_memory, turn_window=args.turn_window,
-                    camera_augment=args.camera_augment)
+                    camera_augment=args.camera_augment, floor_augment=args.floor_augment)
            for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
         venv = SubprocVecEnv(fns, start_method='forkserver')
@@ -649,6 +665,33 @@ def init_from_checkpoint(model, path: str | os.PathLike, extra: int = 0) -> None
             raise ValueError(f'{path}: {key} has shape {tuple(w.shape)}, this run needs '
                              f'{tuple(target.shape)}')
     model.policy.load_state_dict(new, strict=not encoder_only)
+
+
+def init_from_exported(model, name_or_path: str) -> None:
+    """Copy an exported :class:`NavActor` (encoder + action head) into ``model``'s policy.
+
+    The value head keeps its fresh initialisation (an export has none), so the first updates
+    learn values for a policy that already acts like the exported one. The architecture must
+    match exactly: same input planes (frame stack, turn memory), channels and features.
+    """
+    from vr_goggles.weights import build_module, resolve
+
+    path = resolve(name_or_path)
+    actor, card = build_module(path)
+    if card.architecture != 'NavActor':
+        raise ValueError(f'{path}: --init-from takes a NavActor export, this is a '
+                         f'{card.architecture}')
+    policy = model.policy
+    pairs = ((actor.features, policy.features_extractor.encoder, 'encoder'),
+             (actor.action_net, policy.action_net, 'action head'))
+    for src, dst, what in pairs:
+        mine, theirs = dst.state_dict(), src.state_dict()
+        shapes = {k: tuple(v.shape) for k, v in theirs.items()}
+        if shapes != {k: tuple(v.shape) for k, v in mine.items()}:
+            raise ValueError(f'{path}: its {what} ({card.kwargs}) does not match this run\'s '
+                             'architecture (frame stack, turn memory, channels, features)')
+    for src, dst, _ in pairs:
+        dst.load_state_dict(src.state_dict())
 
 
 class TqdmCallback(BaseCallback):
@@ -764,7 +807,9 @@ class Trainer:
                           clip_range=a.clip_range, ent_coef=a.ent_coef, vf_coef=a.vf_coef,
                           max_grad_norm=a.max_grad_norm, policy_kwargs=policy_kwargs,
                           tensorboard_log=tb, seed=a.seed, device='cpu', verbose=a.verbose)
-        if a.init_from:
+        if a.init_from and not a.init_from.endswith('.zip'):
+            init_from_exported(self.model, a.init_from)
+        elif a.init_from:
             init_from_checkpoint(self.model, a.init_from, extra_planes(a))
             print(f'initialised from {a.init_from}', flush=True)
         return self.model

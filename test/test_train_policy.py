@@ -594,3 +594,48 @@ def test_camera_augment_wrapper_is_seeded_per_episode_camera():
     assert train_policy.parse_args(['--camera-augment', '0.7']).camera_augment == 0.7
     with pytest.raises(SystemExit):
         train_policy.parse_args(['--camera-augment', '1.5'])
+
+
+def test_floor_augment_flag_reaches_the_env():
+    """--floor-augment is checked, and the env factory passes it to ChairNavEnv."""
+    assert train_policy.parse_args(['--floor-augment', '0.5']).floor_augment == 0.5
+    for bad in (['--floor-augment', '1.5'], ['--floor-augment', '0.5', '--domain', 'real']):
+        with pytest.raises(SystemExit):
+            train_policy.parse_args(bad)
+    env = train_policy.make_env('sim', 16, floor_augment=0.5)()
+    try:
+        assert env.unwrapped.floor_augment == 0.5
+    finally:
+        env.close()
+
+
+def test_init_from_an_exported_policy_copies_its_actor(exported, tmp_path):
+    """--init-from NAME.safetensors: the new run acts exactly like the export; wrong sizes fail."""
+    path, _ = exported
+    actor = Policy.load(path).module
+    args = train_policy.parse_args([*TINY, '--run-dir', str(tmp_path / 'ft'),
+                                    '--init-from', str(path)])
+    venv = train_policy.make_vec_env(args)
+    try:
+        model = train_policy.Trainer(args).build(venv)
+    finally:
+        venv.close()
+    x = torch.rand(4, Policy.load(path).card.kwargs['in_channels'], 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(model.policy.get_distribution(x).distribution.logits,
+                              torch.log_softmax(actor(x), -1),
+                              atol=1e-6)
+    from sim_training.export_policy import lineage
+
+    chain = lineage({'init_from': str(path)})  # what the fine-tuned policy's card records
+    assert chain == [{'policy': str(path), 'sha256': Policy.load(path).card.sha256,
+                      'commands': [Policy.load(path).card.training_command]}]
+    assert 'unknown' in lineage({'init_from': str(tmp_path / 'missing')})[0]['state']
+    bad = train_policy.parse_args([*TINY, '--frame-stack', '2', '--run-dir',
+                                   str(tmp_path / 'bad'), '--init-from', str(path)])
+    venv = train_policy.make_vec_env(bad)
+    try:
+        with pytest.raises(ValueError, match='policy_tiny.*does not match'):
+            train_policy.Trainer(bad).build(venv)
+    finally:
+        venv.close()
