@@ -682,12 +682,17 @@ def init_from_exported(model, name_or_path: str) -> None:
         raise ValueError(f'{path}: --init-from takes a NavActor export, this is a '
                          f'{card.architecture}')
     policy = model.policy
+    if hasattr(policy, 'lstm_actor'):
+        raise ValueError(f'{path}: a recurrent run starts from a checkpoint.zip, not from an '
+                         'exported feed-forward actor')
     pairs = ((actor.features, policy.features_extractor.encoder, 'encoder'),
              (actor.action_net, policy.action_net, 'action head'))
+
+    def shapes(module) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
     for src, dst, what in pairs:
-        mine, theirs = dst.state_dict(), src.state_dict()
-        shapes = {k: tuple(v.shape) for k, v in theirs.items()}
-        if shapes != {k: tuple(v.shape) for k, v in mine.items()}:
+        if shapes(src) != shapes(dst):
             raise ValueError(f'{path}: its {what} ({card.kwargs}) does not match this run\'s '
                              'architecture (frame stack, turn memory, channels, features)')
     for src, dst, _ in pairs:
@@ -807,10 +812,11 @@ class Trainer:
                           clip_range=a.clip_range, ent_coef=a.ent_coef, vf_coef=a.vf_coef,
                           max_grad_norm=a.max_grad_norm, policy_kwargs=policy_kwargs,
                           tensorboard_log=tb, seed=a.seed, device='cpu', verbose=a.verbose)
-        if a.init_from and not a.init_from.endswith('.zip'):
-            init_from_exported(self.model, a.init_from)
-        elif a.init_from:
-            init_from_checkpoint(self.model, a.init_from, extra_planes(a))
+        if a.init_from:
+            if a.init_from.endswith('.zip'):
+                init_from_checkpoint(self.model, a.init_from, extra_planes(a))
+            else:
+                init_from_exported(self.model, a.init_from)
             print(f'initialised from {a.init_from}', flush=True)
         return self.model
 

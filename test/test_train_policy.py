@@ -631,11 +631,13 @@ def test_init_from_an_exported_policy_copies_its_actor(exported, tmp_path):
     assert chain == [{'policy': str(path), 'sha256': Policy.load(path).card.sha256,
                       'commands': [Policy.load(path).card.training_command]}]
     assert 'unknown' in lineage({'init_from': str(tmp_path / 'missing')})[0]['state']
-    bad = train_policy.parse_args([*TINY, '--frame-stack', '2', '--run-dir',
-                                   str(tmp_path / 'bad'), '--init-from', str(path)])
-    venv = train_policy.make_vec_env(bad)
-    try:
-        with pytest.raises(ValueError, match='policy_tiny.*does not match'):
-            train_policy.Trainer(bad).build(venv)
-    finally:
-        venv.close()
+    for flags, match in ((['--frame-stack', '2'], 'policy_tiny.*does not match'),
+                         (['--frame-stack', '1', '--lstm-hidden', '32'], 'recurrent run')):
+        bad = train_policy.parse_args([*TINY, *flags, '--run-dir', str(tmp_path / 'bad'),
+                                       '--init-from', str(path)])
+        venv = train_policy.make_vec_env(bad)
+        try:
+            with pytest.raises(ValueError, match=match):
+                train_policy.Trainer(bad).build(venv)
+        finally:
+            venv.close()
