@@ -82,6 +82,11 @@ def to_uint8(obs: np.ndarray) -> np.ndarray:
     return np.rint((np.asarray(obs, np.float32) + 1.0) * _SCALE).astype(np.uint8)
 
 
+def frames_from_uint8(obs: np.ndarray) -> torch.Tensor:
+    """The inverse of :func:`to_uint8`: uint8 values -> normalised float tensor (= normalize)."""
+    return torch.from_numpy(obs).float().mul_(1.0 / _SCALE).sub_(1.0)
+
+
 class Dataset:
     """Aggregated expert labels: uint8 observations, expert actions, returns (NaN = none)."""
 
@@ -106,7 +111,7 @@ class Dataset:
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observations (float, normalised), actions and returns at ``idx``."""
-        obs = torch.from_numpy(self.obs[idx]).float().mul_(1.0 / _SCALE).sub_(1.0)  # = normalize
+        obs = frames_from_uint8(self.obs[idx])
         return obs, torch.from_numpy(self.actions[idx]), torch.from_numpy(self.returns[idx])
 
 

@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from sim_training.dagger import _SCALE, to_uint8
+from sim_training.dagger import frames_from_uint8, to_uint8
 
 #: Modes of corruption, in the order ``--mix`` weights are reported.
 MODES: tuple[str, ...] = ('clean', 'camera', 'camera_dr', 'goggles', 'camera_goggles',
@@ -223,7 +223,7 @@ def from_uint8(frames: np.ndarray, planes: np.ndarray) -> Any:
     """uint8 frame stacks ``(N, 3k, H, W)`` + plane values ``(N, P)`` -> float input tensor."""
     import torch
 
-    x = torch.from_numpy(frames).float().mul_(1.0 / _SCALE).sub_(1.0)
+    x = frames_from_uint8(frames)
     if planes.shape[1]:
         n, _, h, w = x.shape
         p = torch.from_numpy(planes.astype(np.float32))[:, :, None, None].expand(
