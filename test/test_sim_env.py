@@ -259,3 +259,38 @@ def test_floor_augment_changes_only_the_floor_and_is_seeded(envs):
         ChairNavEnv(domain='sim', floor_augment=1.5)
     with pytest.raises(ValueError, match='floor_augment'):
         ChairNavEnv(domain='real', floor_augment=0.5)
+
+
+def test_close_mid_render_leaves_the_other_env_working(envs, monkeypatch):
+    """Closing one env inside another's GL sequence keeps the caller's context current.
+
+    A generator's ``finally`` can do that; it used to leave the closed env's context current,
+    so the other env's ``glEndList`` failed with 'invalid operation'. The GL sequences also
+    run with the garbage collector paused, since collecting an unclosed env destroys its
+    context (pyglet's ``Window.__del__``) and switches contexts the same way.
+    """
+    import gc
+
+    from sim_training.envs import glutil
+
+    env = envs['sim']
+    ref, _ = env.reset(seed=7)
+    other = ChairNavEnv(domain='real')
+    other.reset(seed=3)
+    draw = glutil.draw_arrays
+    collector = []
+
+    def draw_then_close(*args, **kwargs):
+        draw(*args, **kwargs)
+        collector.append(gc.isenabled())
+        other.close()  # a no-op after the first call
+
+    monkeypatch.setattr(glutil, 'draw_arrays', draw_then_close)
+    obs, _ = env.reset(seed=7)
+    monkeypatch.setattr(glutil, 'draw_arrays', draw)
+    assert np.array_equal(obs, ref)
+    assert collector and not any(collector)
+    assert gc.isenabled()
+    # close() freed the other env's GL objects and its context, now rather than at collection.
+    assert other._lists is None and other.shadow_window.context is None
+    other.close()  # idempotent

@@ -16,6 +16,7 @@ os.environ.setdefault('LP_NUM_THREADS', '0')
 import contextlib  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 import functools  # noqa: E402
+import gc  # noqa: E402
 import io  # noqa: E402
 import math  # noqa: E402
 from typing import Any  # noqa: E402
@@ -372,9 +373,10 @@ class ChairNavEnv(MiniWorldEnv):
         self.min_x, self.max_x = self.room.min_x, self.room.max_x
         self.min_z, self.max_z = self.room.min_z, self.room.max_z
 
-        self._ensure_gl()
-        self._look = self._make_look()
-        self._compile_lists()
+        with gl_section():
+            self._ensure_gl()
+            self._look = self._make_look()
+            self._compile_lists()
 
         self.collisions = 0
         self.path_length = 0.0
@@ -746,10 +748,11 @@ class ChairNavEnv(MiniWorldEnv):
         return labels
 
     def _render_frame(self) -> tuple[np.ndarray, np.ndarray | None]:
-        img = self.render_obs()
+        with gl_section():
+            img = self.render_obs()
+            labels = self.render_labels() if self.labels_enabled else None
         if self._look.camera is not None:
             img = self._look.camera.apply(img, self._look_rng)
-        labels = self.render_labels() if self.labels_enabled else None
         self._last_obs, self._last_labels = img, labels
         return img, labels
 
@@ -760,7 +763,14 @@ class ChairNavEnv(MiniWorldEnv):
         return None if self._last_obs is None else self._last_obs.copy()
 
     def close(self) -> None:
-        """Free this environment's GL objects (textures, lists, label buffer)."""
+        """Free this environment's GL objects and its GL context (the shadow window's).
+
+        The caller's GL context is current again afterwards, as close may run in the middle
+        of another environment's rendering (from a generator's ``finally``, say). Closing the
+        window here, not in pyglet's ``Window.__del__``, also keeps the garbage collector from
+        destroying the context at an arbitrary moment: that switches contexts too.
+        """
+        caller = gl.current_context
         if getattr(self, '_gl_ready', False):
             self.shadow_window.switch_to()
             for tex in self._textures.values():
@@ -775,7 +785,32 @@ class ChairNavEnv(MiniWorldEnv):
                     fb.delete()
             self._label_fb = self._obs_fb = None
             self._gl_ready = False
+        window = getattr(self, 'shadow_window', None)
+        if window is not None and window.context is not None:
+            if caller is window.context:
+                caller = None
+            window.close()
+        if caller is not None and caller.canvas is not None:
+            caller.set_current()
         super().close()
+
+
+@contextlib.contextmanager
+def gl_section() -> Any:
+    """Run a sequence of GL calls with the cyclic garbage collector paused.
+
+    A collection can finalize an environment that was dropped without ``close()``; pyglet's
+    ``Window.__del__`` then destroys its context and makes another one current, so the rest
+    of a display-list compile or a render would go to the wrong context ("invalid operation"
+    at ``glEndList``, "stack underflow" at a pop).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _mesh_name(ent: MeshEnt) -> str:
