@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
+import dataclasses
 import inspect
 
 
@@ -24,3 +26,23 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
             docs[node.target.id] = nxt.value.value.replace('%', '%%')
     return docs
+
+
+_TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--kebab-name`` flag per field of dataclass ``cls``, its docstring as help.
+
+    Booleans get ``--x/--no-x``; other fields parse as their annotated scalar type, so
+    ``cls(**vars(parser.parse_args()))`` builds the config.
+    """
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        flag = '--' + f.name.replace('_', '-')
+        typ = f.type if isinstance(f.type, type) else _TYPES.get(str(f.type), type(f.default))
+        if typ is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=docs.get(f.name, ''))
+        else:
+            parser.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name, ''))

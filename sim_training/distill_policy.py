@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 import io
 import json
 import math
@@ -232,6 +232,13 @@ def from_uint8(frames: np.ndarray, planes: np.ndarray) -> Any:
     return x
 
 
+def translate_lanes(model: Any, views: list[np.ndarray], idx: list[int]) -> None:
+    """Replace ``views[j]`` for ``j`` in ``idx`` by ``model``'s translation, in one batch."""
+    if idx:
+        for j, img in zip(idx, model.translate_batch([views[j] for j in idx])):
+            views[j] = img
+
+
 def collect(lanes: list[Lane], teacher: Any, student: Any, goggles: list[Any],
             preprocess: Any, n_steps: int, beta: float, cfg: DistillConfig,
             layouts: Any, mode_p: np.ndarray, rng: np.random.Generator,
@@ -256,16 +263,12 @@ def collect(lanes: list[Lane], teacher: Any, student: Any, goggles: list[Any],
     i = 0
     for _ in range(per_lane):
         views = [lane.camera_view() for lane in lanes]
-        idx = [j for j, lane in enumerate(lanes) if lane.mode == 'fake_real_goggles']
-        if idx:
-            for j, img in zip(idx, fake_real.translate_batch([views[j] for j in idx])):
-                views[j] = img
+        # fake-real first (sim -> real), then each lane's goggles (real -> sim) on top
+        translate_lanes(fake_real, views,
+                        [j for j, lane in enumerate(lanes) if lane.mode == 'fake_real_goggles'])
         for g, model in enumerate(goggles):
-            idx = [j for j, lane in enumerate(lanes) if lane.generator == g]
-            if idx:
-                out = model.translate_batch([views[j] for j in idx])
-                for j, img in zip(idx, out):
-                    views[j] = img
+            translate_lanes(model, views,
+                            [j for j, lane in enumerate(lanes) if lane.generator == g])
         clean_x, view_x, plane_vals = [], [], []
         clean_frames = preprocess([lane.obs for lane in lanes])
         view_frames = preprocess(views)
@@ -508,19 +511,11 @@ def distill(cfg: DistillConfig, command: str = '') -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> DistillConfig:
     """CLI flags from :class:`DistillConfig`'s fields, their docstrings as ``--help``."""
-    from sim_training.config_cli import field_docs
+    from sim_training.config_cli import add_config_flags
 
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    docs = field_docs(DistillConfig)
-    for f in fields(DistillConfig):
-        flag = '--' + f.name.replace('_', '-')
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                           help=docs.get(f.name, ''))
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default,
-                           help=docs.get(f.name, ''))
+    add_config_flags(p, DistillConfig)
     try:
         return DistillConfig(**vars(p.parse_args(argv)))
     except ValueError as e:

@@ -82,10 +82,12 @@ def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
     Read from each init checkpoint's ``.json`` training state, so a policy's card records the
     whole chain of commands, steps and wall time that produced it.
     """
+    from sim_training.train_policy import init_is_checkpoint
+
     init = args.get('init_from')
     if not init or depth <= 0:
         return []
-    if not str(init).endswith('.zip'):  # an exported policy (train_policy.init_from_exported)
+    if not init_is_checkpoint(init):  # an exported policy (train_policy.init_from_exported)
         try:
             card = load_card(resolve(init))
         except (OSError, ValueError) as e:

@@ -17,7 +17,7 @@ trained-on step and continues with the same step / update counters and learning-
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 import io
 import json
 import math
@@ -36,7 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
 import torch  # noqa: E402
 
-from sim_training.config_cli import field_docs  # noqa: E402
+from sim_training.config_cli import add_config_flags  # noqa: E402
 from vr_goggles.actions import FORWARD  # noqa: E402
 from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
@@ -198,24 +198,11 @@ class Args:
     """SB3 verbosity"""
 
 
-def _field_type(f) -> type:
-    names = {'int': int, 'float': float, 'str': str, 'bool': bool}
-    return f.type if isinstance(f.type, type) else names[str(f.type)]
-
-
 def parse_args(argv: list[str] | None = None) -> Args:
     """Build argparse from ``dataclasses.fields(Args)`` and parse ``argv``."""
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    docs = field_docs(Args)
-    for f in fields(Args):
-        flag = '--' + f.name.replace('_', '-')
-        typ = _field_type(f)
-        if typ is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                           help=docs.get(f.name, ''))
-        else:
-            p.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name, ''))
+    add_config_flags(p, Args)
     ns = p.parse_args(argv)
     args = Args(**vars(ns))
     if args.domain not in ('sim', 'real', 'randomized'):
@@ -621,6 +608,11 @@ def extra_planes(args: dict[str, Any] | Args) -> int:
     return n_planes(a.get('turn_memory', 0), a.get('turn_window', 0))
 
 
+def init_is_checkpoint(init: str | os.PathLike) -> bool:
+    """Whether ``--init-from`` names a training checkpoint (``.zip``), not an exported policy."""
+    return str(init).endswith('.zip')
+
+
 def init_from_checkpoint(model, path: str | os.PathLike, extra: int = 0) -> None:
     """Copy a checkpoint's policy weights into ``model`` (see ``Args.init_from``).
 
@@ -813,7 +805,7 @@ class Trainer:
                           max_grad_norm=a.max_grad_norm, policy_kwargs=policy_kwargs,
                           tensorboard_log=tb, seed=a.seed, device='cpu', verbose=a.verbose)
         if a.init_from:
-            if a.init_from.endswith('.zip'):
+            if init_is_checkpoint(a.init_from):
                 init_from_checkpoint(self.model, a.init_from, extra_planes(a))
             else:
                 init_from_exported(self.model, a.init_from)
