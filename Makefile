@@ -38,7 +38,7 @@ test-py310:
 		pytest-timeout safetensors rosbags
 	PYTHONPATH=$(CURDIR) $(VENV)-py310/bin/python -m pytest -q -p no:cacheprovider \
 		test/test_ros_image.py test/test_preprocess.py test/test_actions.py \
-		test/test_frame_stack.py test/test_turn_memory.py
+		test/test_frame_stack.py test/test_turn_memory.py test/test_floor_prior.py
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \

@@ -10,7 +10,7 @@ the domain-randomisation policy with no goggles. Every condition uses the same l
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 import json
 from pathlib import Path
 import time
@@ -34,6 +34,9 @@ CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
     'real_cycada': ('policy_sim', 'real', 'goggles_cycada', 'behind CyCADA goggles'),
     'real_vr_goggles': ('policy_sim', 'real', 'goggles_vr_goggles',
                         'behind VR-Goggles (CyCADA + shift loss)'),
+    'real_vr_goggles_floor': ('policy_sim', 'real', 'goggles_vr_goggles+floor',
+                              'behind VR-Goggles + the floor prior (segmenter_dr, camera '
+                              'geometry, odometry)'),
     'real_stats_match': ('policy_sim', 'real', 'stats_match',
                          'per-frame channel statistics matched to sim (training-free)'),
     'real_dr_policy': ('policy_randomized', 'real', None,
@@ -104,6 +107,30 @@ class Recorder:
                 t['chair'] = [float(chair[0]), float(chair[-1])]
 
 
+class GogglesWithFloor:
+    """The goggles, then the floor prior (:mod:`vr_goggles.floor_prior`) at the robot's pose.
+
+    The pose is the simulator's (``info['agent_pos']``, ``info['agent_dir']``): ideal wheel
+    odometry, which a robot reads from ``/odom``. ``observe`` takes it (``run_episodes``'s
+    ``on_info``) before each frame.
+    """
+
+    def __init__(self, goggles: Goggles, prior: Any) -> None:
+        self.goggles, self.prior = goggles, prior
+        self.pose: tuple[float, float, float] | None = None
+
+    def observe(self, info: dict[str, Any]) -> None:
+        """Take the robot's pose from the env's info."""
+        x, y = (float(v) for v in np.asarray(info['agent_pos'], float).ravel()[:2])
+        self.pose = (x, y, float(info['agent_dir']))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Camera frame -> what the policy sees."""
+        if self.pose is None:
+            raise RuntimeError('GogglesWithFloor: no pose yet (pass observe as on_info)')
+        return self.prior(frame, self.goggles(frame), self.pose)
+
+
 def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None, dict]:
     """The image transform in front of the policy for one condition, and what it was."""
     if kind is None:
@@ -113,10 +140,19 @@ def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None,
         stats = sim_channel_stats(cfg.stats_frames, cfg.seed)
         return StatsMatcher(stats), {'sim_mean': stats.mean, 'sim_std': stats.std,
                                      'stats_seconds': round(time.perf_counter() - t0, 2)}
-    goggles = Goggles.from_model(kind, engine=cfg.engine, device=cfg.device,
+    model, _, extra = kind.partition('+')
+    goggles = Goggles.from_model(model, engine=cfg.engine, device=cfg.device,
                                  precision=cfg.precision)
-    return goggles, {'model': kind, 'engine': goggles.engine.name,
-                     'device': goggles.engine.device, 'precision': goggles.engine.precision}
+    info = {'model': model, 'engine': goggles.engine.name,
+            'device': goggles.engine.device, 'precision': goggles.engine.precision}
+    if extra == 'floor':
+        from vr_goggles.floor_prior import sim_floor_prior
+
+        prior = sim_floor_prior()
+        info['floor_prior'] = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
+                               'camera': asdict(prior.renderer.camera)}
+        return GogglesWithFloor(goggles, prior), info
+    return goggles, info
 
 
 def run_condition(name: str, cfg: DemoConfig) -> tuple[dict[str, Any], Recorder]:
@@ -128,7 +164,7 @@ def run_condition(name: str, cfg: DemoConfig) -> tuple[dict[str, Any], Recorder]
     t0 = time.perf_counter()
     result = run_episodes(policy, domain, cfg.episodes, cfg.seed, transform,
                           max_episode_steps=cfg.max_episode_steps, progress=cfg.progress,
-                          on_step=recorder)
+                          on_step=recorder, on_info=getattr(transform, 'observe', None))
     result.update({'condition': name, 'description': description, 'policy': policy_name,
                    'transform': transform_info,
                    'wall_seconds': round(time.perf_counter() - t0, 2)})

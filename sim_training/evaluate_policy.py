@@ -70,7 +70,8 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
                  progress: bool = True, env_kwargs: dict[str, Any] | None = None,
                  split: str = 'eval',
                  on_step: Callable[[int, np.ndarray, np.ndarray, dict[str, Any]], None]
-                 | None = None) -> dict[str, Any]:
+                 | None = None,
+                 on_info: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run ``episodes`` evaluation episodes of ``policy_fn`` in ``domain``; return a summary.
 
     ``policy_fn`` maps a uint8 RGB observation to an action index (its ``reset()``, if it has
@@ -81,7 +82,9 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
     ``start_distance``). The result is
     deterministic for a deterministic ``policy_fn`` (no timings in it). ``on_step(episode,
     camera_image, policy_input, info)`` is called before every decision (reports record frames
-    and trajectories through it); it must not change its arguments.
+    and trajectories through it); it must not change its arguments. ``on_info(info)`` gets the
+    env's info after every reset and step, before the next transform (the odometry of a
+    transform that needs the pose, e.g. :class:`sim_training.closed_loop.GogglesWithFloor`).
     """
     from tqdm import tqdm
 
@@ -101,6 +104,8 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
         reset_policy = getattr(policy_fn, 'reset', None)  # stateful (frame-stacking) policies
         for episode, ep_seed in enumerate(bar):
             obs, info = env.reset(seed=ep_seed)
+            if on_info is not None:
+                on_info(info)
             if reset_policy is not None:
                 reset_policy()
             start_distance = float(info.get('start_distance', info.get('distance', 0.0)))
@@ -113,6 +118,8 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
                     on_step(episode, obs, img, info)
                 action = int(policy_fn(img))
                 obs, _, terminated, truncated, info = env.step(action)
+                if on_info is not None:
+                    on_info(info)
                 new_pos = info.get('agent_pos')
                 path += _path_step(pos, new_pos, action)
                 pos = new_pos

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip('miniworld')
@@ -11,8 +12,8 @@ from sim_training.closed_loop import CONDITIONS, DemoConfig, goals, run_demo  # 
 from vr_goggles import cli  # noqa: E402
 from vr_goggles.weights import SHIPPED_DIR  # noqa: E402
 
-NEEDED = {c[0] for c in CONDITIONS.values()} | {
-    c[2] for c in CONDITIONS.values() if c[2] not in (None, 'stats_match')}
+NEEDED = {c[0] for c in CONDITIONS.values()} | {'segmenter_dr'} | {
+    c[2].partition('+')[0] for c in CONDITIONS.values() if c[2] not in (None, 'stats_match')}
 missing = sorted(n for n in NEEDED if not (SHIPPED_DIR / f'{n}.safetensors').exists())
 pytestmark = pytest.mark.skipif(bool(missing), reason=f'shipped weights missing: {missing}')
 
@@ -58,6 +59,11 @@ def test_goggled_conditions_ran_through_the_engine(demo_run):
         assert t['model'] == CONDITIONS[name][2]
         assert t['engine'] == 'torch'
     assert len(results['conditions']['real_stats_match']['transform']['sim_mean']) == 3
+    floor = results['conditions']['real_vr_goggles_floor']['transform']
+    assert floor['model'] == 'goggles_vr_goggles' and floor['engine'] == 'torch'
+    assert floor['floor_prior']['segmenter'] == 'segmenter_dr'
+    assert floor['floor_prior']['camera'] == {'fov_y_deg': 60.0, 'pitch_deg': -8.0,
+                                              'height_m': 0.9}
 
 
 def test_report_is_self_contained(demo_run):
@@ -83,3 +89,13 @@ def test_cli_rejects_unknown_condition(tmp_path, capsys):
     rc = cli.main(['demo', '--episodes', '1', '--out', str(tmp_path), '--conditions', 'nope'])
     assert rc == 1
     assert 'nope' in capsys.readouterr().err
+
+
+def test_floor_condition_needs_a_pose_first():
+    from sim_training.closed_loop import GogglesWithFloor
+
+    t = GogglesWithFloor(goggles=None, prior=None)
+    with pytest.raises(RuntimeError, match='no pose'):
+        t(np.zeros((64, 64, 3), np.uint8))
+    t.observe({'agent_pos': np.array([1.0, -2.0]), 'agent_dir': 0.5})
+    assert t.pose == (1.0, -2.0, 0.5)

@@ -294,3 +294,25 @@ def test_close_mid_render_leaves_the_other_env_working(envs, monkeypatch):
     # close() freed the other env's GL objects and its context, now rather than at collection.
     assert other._lists is None and other.shadow_window.context is None
     other.close()  # idempotent
+
+
+def test_floor_prior_renders_the_sim_floor_at_the_sim_pose(envs):
+    """vr_goggles.floor_prior at the env's pose paints the sim floor's own tiles, in phase."""
+    from vr_goggles.floor_prior import FloorRenderer
+
+    env = envs['sim']
+    renderer = FloorRenderer(env.obs_size)
+    errors, shifted = [], []
+    for seed in (1, 2, 3):
+        obs, info = env.reset(seed=seed)
+        for action in (FORWARD, TURN_LEFT, FORWARD):
+            pose = (*info['agent_pos'], info['agent_dir'])
+            floor = (info['labels'] == semantics.FLOOR) & renderer.valid
+            assert floor.sum() > 200
+            sim = obs[floor].astype(float)
+            errors.append(np.abs(sim - renderer.render(pose)[floor]).mean())
+            off = (pose[0] + 0.25, pose[1], pose[2])  # one tile off: dark and light swap
+            shifted.append(np.abs(sim - renderer.render(off)[floor]).mean())
+            obs, _, _, _, info = env.step(action)
+    assert max(errors) < 20.0
+    assert min(shifted) > 80.0

@@ -44,6 +44,7 @@ from vr_goggles.actions import (  # noqa: E402
     TURN_RIGHT,
     TURN_STEP,
 )
+from vr_goggles.floor_prior import SIM_CAMERA  # noqa: E402
 
 __all__ = [
     'DEFAULT_MAX_EPISODE_STEPS', 'DOMAINS', 'EVAL_SEEDS', 'SPLITS', 'SUCCESS_ANGLE',
@@ -76,9 +77,10 @@ MIN_START_DISTANCE = SUCCESS_DISTANCE + 0.9
 START_FACING_CHAIR = 0.4      # share of starts heading within 45 degrees of the chair
 AGENT_RADIUS = 0.25
 CHAIR_HEIGHT = 0.95
-CAM_HEIGHT = 0.9              # a small robot's camera, looking slightly down
-CAM_PITCH = -8.0              # degrees
-CAM_FOV_Y = 60.0              # degrees; the image is square so the horizontal FOV is equal
+# A small robot's camera, looking slightly down; one definition with the floor prior's.
+CAM_HEIGHT = SIM_CAMERA.height_m
+CAM_PITCH = SIM_CAMERA.pitch_deg  # degrees
+CAM_FOV_Y = SIM_CAMERA.fov_y_deg  # degrees; the image is square so the horizontal FOV is equal
 
 _LABEL_STEP = 40              # class k is drawn with red = 40 * k; decoded by rounding
 

@@ -1,0 +1,101 @@
+"""The floor prior's renderer, odometry and compositing on known answers (no ROS, no GL)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT
+from vr_goggles.floor_prior import (
+    SIM_CAMERA,
+    CameraGeometry,
+    DeadReckoning,
+    FloorLook,
+    FloorPrior,
+    FloorRenderer,
+)
+
+NO_GROUT = FloorLook(grout_frac=0.0)
+FLIPPED = NO_GROUT.dark + NO_GROUT.light
+
+
+def test_horizon_row_known_answers():
+    assert CameraGeometry(pitch_deg=0.0).horizon_row(64) == pytest.approx(31.5)
+    # looking 8 degrees down lifts the horizon by tan(8)/tan(30) of the half height
+    want = (1 - math.tan(math.radians(8)) / math.tan(math.radians(30))) * 32 - 0.5
+    assert SIM_CAMERA.horizon_row(64) == pytest.approx(want)
+    r = FloorRenderer(64, SIM_CAMERA)
+    first = math.ceil(want + 0.5)  # the first row whose pixels lie wholly below it
+    assert first == 25
+    assert not r.valid[:first].any() and r.valid[first:].all()
+
+
+def test_moving_one_tile_or_turning_a_quarter_swaps_dark_and_light():
+    """Parity of the tile under every sub-pixel flips, so the two frames sum to dark + light."""
+    r = FloorRenderer(32, SIM_CAMERA, NO_GROUT)
+    base = r.render((0.0, 0.0, 0.0)).astype(int)
+    for pose in ((NO_GROUT.square_m, 0.0, 0.0), (0.0, NO_GROUT.square_m, 0.0),
+                 (0.0, 0.0, math.pi / 2)):
+        other = r.render(pose).astype(int)
+        assert np.abs(base + other - FLIPPED)[r.valid].max() <= 1
+    # two tiles on (forward or sideways) is the same floor
+    assert np.array_equal(r.render((2 * NO_GROUT.square_m, 0.0, 0.0)), base)
+    assert np.array_equal(r.render((0.0, -2 * NO_GROUT.square_m, 0.0)), base)
+
+
+def test_near_floor_is_sharp_far_floor_is_averaged():
+    """Close tiles span many pixels (pure dark/light); near the horizon they average to grey."""
+    r = FloorRenderer(64, SIM_CAMERA, NO_GROUT)
+    img = r.render((0.1, 0.1, 0.3))[..., 0].astype(float)
+    bottom = img[-4:]
+    assert np.isin(bottom, (NO_GROUT.dark, NO_GROUT.light)).mean() > 0.7
+    first = int(np.argmax(r.valid.any(axis=1)))
+    assert np.abs(img[first] - FLIPPED / 2).mean() < 40
+
+
+def test_dead_reckoning_known_path_and_bad_action():
+    odo = DeadReckoning(forward_m=0.5, turn_rad=math.pi / 2)
+    odo.step(FORWARD)
+    odo.step(TURN_LEFT)
+    x, y, yaw = odo.step(FORWARD)
+    assert (x, y, yaw) == pytest.approx((0.5, 0.5, math.pi / 2))
+    assert odo.step(TURN_RIGHT)[2] == pytest.approx(0.0)
+    odo.reset()
+    assert odo.pose == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match='action'):
+        odo.step(7)
+
+
+def test_prior_replaces_only_segmented_visible_floor():
+    r = FloorRenderer(16, SIM_CAMERA)
+    floor_id = 1
+
+    def segment(frames):  # calls the left half floor, everywhere
+        labels = np.zeros((len(frames), 16, 16), np.uint8)
+        labels[:, :, :8] = floor_id
+        return labels
+
+    prior = FloorPrior(segment, floor_id, r)
+    camera = np.zeros((16, 16, 3), np.uint8)
+    goggled = np.full((16, 16, 3), 7, np.uint8)
+    out = prior(camera, goggled, (0.0, 0.0, 0.0))
+    want = np.zeros((16, 16), bool)
+    want[:, :8] = True
+    want &= r.valid  # never above the horizon, whatever the segmenter says
+    rendered = r.render((0.0, 0.0, 0.0))
+    assert np.array_equal(out[want], rendered[want])
+    assert (out[~want] == 7).all()
+    assert (goggled == 7).all()  # input untouched
+    with pytest.raises(ValueError, match='sizes differ'):
+        prior(camera, np.zeros((8, 8, 3), np.uint8), (0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match='segmenter output'):
+        FloorPrior(segment, floor_id, FloorRenderer(32, SIM_CAMERA)).floor_mask(camera)
+
+
+def test_bad_geometry_is_refused():
+    with pytest.raises(ValueError, match='pitch_deg'):
+        CameraGeometry(pitch_deg=95.0)
+    with pytest.raises(ValueError, match='height_m'):
+        CameraGeometry(height_m=0.0)
+    with pytest.raises(ValueError, match='fov_y_deg'):
+        CameraGeometry(fov_y_deg=0.0)
