@@ -26,7 +26,8 @@ from vr_goggles.weights import atomic_write_bytes
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
-#: name -> (policy, domain, goggles model or special transform, description)
+#: name -> (policy, domain, goggles model or special transform, description); 'MODEL+floor' is
+#: the goggles MODEL followed by the floor prior (:class:`GogglesWithFloor`)
 CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
     'sim': ('policy_sim', 'sim', None, 'sim look, no goggles (upper bound)'),
     'real_no_goggles': ('policy_sim', 'real', None, 'real-proxy look, no goggles'),

@@ -5,11 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT
 from vr_goggles.floor_prior import (
     SIM_CAMERA,
     CameraGeometry,
-    DeadReckoning,
     FloorLook,
     FloorPrior,
     FloorRenderer,
@@ -51,19 +49,6 @@ def test_near_floor_is_sharp_far_floor_is_averaged():
     assert np.isin(bottom, (NO_GROUT.dark, NO_GROUT.light)).mean() > 0.7
     first = int(np.argmax(r.valid.any(axis=1)))
     assert np.abs(img[first] - FLIPPED / 2).mean() < 40
-
-
-def test_dead_reckoning_known_path_and_bad_action():
-    odo = DeadReckoning(forward_m=0.5, turn_rad=math.pi / 2)
-    odo.step(FORWARD)
-    odo.step(TURN_LEFT)
-    x, y, yaw = odo.step(FORWARD)
-    assert (x, y, yaw) == pytest.approx((0.5, 0.5, math.pi / 2))
-    assert odo.step(TURN_RIGHT)[2] == pytest.approx(0.0)
-    odo.reset()
-    assert odo.pose == (0.0, 0.0, 0.0)
-    with pytest.raises(ValueError, match='action'):
-        odo.step(7)
 
 
 def test_prior_replaces_only_segmented_visible_floor():

@@ -22,8 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from vr_goggles.actions import FORWARD, FORWARD_STEP, TURN_LEFT, TURN_RIGHT, TURN_STEP
-
 
 @dataclass(frozen=True)
 class CameraGeometry:
@@ -116,35 +114,6 @@ class FloorRenderer:
         k, ss = self.size, self.ss
         grey = grey.reshape(k, ss, k, ss).mean(axis=(1, 3))
         return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-
-
-class DeadReckoning:
-    """Odometry from the policy's own discrete actions (no wheel odometry at hand).
-
-    Wrong whenever a move is blocked, so a robot pushing against a wall sees the floor flow
-    on; real wheel odometry (or the simulator's pose) is better: 46 % vs 64 % in the probe.
-    """
-
-    def __init__(self, forward_m: float = FORWARD_STEP, turn_rad: float = TURN_STEP) -> None:
-        self.forward_m, self.turn_rad = forward_m, turn_rad
-        self.pose = (0.0, 0.0, 0.0)
-
-    def reset(self) -> None:
-        """Back to the origin (a new episode)."""
-        self.pose = (0.0, 0.0, 0.0)
-
-    def step(self, action: int) -> tuple[float, float, float]:
-        """Advance by one action; return the new pose."""
-        x, y, yaw = self.pose
-        if action == FORWARD:
-            x, y = x + self.forward_m * math.cos(yaw), y + self.forward_m * math.sin(yaw)
-        elif action in (TURN_LEFT, TURN_RIGHT):
-            yaw += self.turn_rad if action == TURN_LEFT else -self.turn_rad
-        else:
-            raise ValueError(f'action: expected {FORWARD}, {TURN_LEFT} or {TURN_RIGHT}, '
-                             f'got {action!r}')
-        self.pose = (x, y, yaw)
-        return self.pose
 
 
 class FloorPrior:
