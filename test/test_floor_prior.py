@@ -71,7 +71,7 @@ def test_prior_replaces_only_segmented_visible_floor():
     assert np.array_equal(out[want], rendered[want])
     assert (out[~want] == 7).all()
     assert (goggled == 7).all()  # input untouched
-    with pytest.raises(ValueError, match='sizes differ'):
+    with pytest.raises(ValueError, match='goggled frame'):
         prior(camera, np.zeros((8, 8, 3), np.uint8), (0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match='segmenter output'):
         FloorPrior(segment, floor_id, FloorRenderer(32, SIM_CAMERA)).floor_mask(camera)

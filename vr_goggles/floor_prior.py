@@ -137,9 +137,14 @@ class FloorPrior:
 
     def __call__(self, camera_frame: np.ndarray, goggled: np.ndarray,
                  pose: tuple[float, float, float]) -> np.ndarray:
-        """``goggled`` with its floor pixels replaced by the sim floor seen from ``pose``."""
-        if goggled.shape[:2] != camera_frame.shape[:2]:
-            raise ValueError(f'frame sizes differ: {camera_frame.shape} vs {goggled.shape}')
+        """``goggled`` with its floor pixels replaced by the sim floor seen from ``pose``.
+
+        ``camera_frame`` may have any size (the segmenter takes it to its input size, the
+        goggles' crop); ``goggled`` must be at the renderer's size.
+        """
+        if goggled.shape[:2] != self.renderer.valid.shape:
+            raise ValueError(f'goggled frame {goggled.shape[:2]} != renderer size '
+                             f'{self.renderer.valid.shape}')
         mask = self.floor_mask(camera_frame)
         out = goggled.copy()
         out[mask] = self.renderer.render(pose)[mask]
