@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 # ROS 2 Jazzy rclpy + message wheels from PyPI: a TEST dependency only (robots use their ROS).
 ROS_TEST_WHEELS := "ros-rclpy[fastrtps]==7.1.6" ros-std-msgs==5.3.6 ros-sensor-msgs==5.3.6 \
-	ros-geometry-msgs==5.3.6 ros-diagnostic-msgs==5.3.6
+	ros-geometry-msgs==5.3.6 ros-diagnostic-msgs==5.3.6 ros-nav-msgs==5.3.6
 SYSTEM_PACKAGES := python3-venv libegl1 libgl1 libgl1-mesa-dri libglu1-mesa
 export PYGLET_HEADLESS := 1
 PY310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) \

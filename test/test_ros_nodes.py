@@ -228,6 +228,54 @@ def test_frames_in_translated_frames_out_with_the_same_headers(h, tiny, rng):
     assert s['engine'] == 'torch' and s['state'] == 'active' and s['malformed'] == 0
 
 
+def test_floor_prior_repaints_the_floor_from_odometry(h, tiny):
+    """floor_prior repaints the segmented floor with the sim floor seen from the odom pose.
+
+    Before any odometry the frame goes out plain (counted); after a pose on odom, the pixels
+    segmenter_dr calls floor are exactly the sim floor rendered from it.
+    """
+    import nav_msgs.msg as nav_msgs
+
+    from vr_goggles.floor_prior import FloorRenderer, SegmenterRunner
+    from vr_goggles.goggles import Goggles
+
+    node = h.goggles(tiny, input_qos='reliable', output_qos='reliable', floor_prior=True)
+    assert node.prior is not None and node.stats()['floor_prior']
+    out = collector(h, Image, h.topic('image_sim'), QoSProfile(depth=10))
+    pub = h.tester.create_publisher(Image, h.topic('image'), QoSProfile(depth=10))
+    odom_pub = h.tester.create_publisher(nav_msgs.Odometry, h.topic('odom'), 10)
+    wait_matched(pub)
+    wait_matched(odom_pub)
+    assert wait_for(lambda: node._pub.get_subscription_count() >= 1)
+    img = np.zeros((96, 128, 3), np.uint8)
+    img[:50] = (200, 195, 185)  # a pale wall over a dark brown floor
+    img[50:] = (90, 60, 40)
+    header = Header(frame_id='camera')
+    header.stamp = h.tester.get_clock().now().to_msg()
+    pub.publish(numpy_to_image(img, 'rgb8', header=header, msg_cls=Image))
+    assert wait_for(lambda: len(out) == 1)
+    assert node.stats()['no_odometry'] == 1
+    odom = nav_msgs.Odometry()
+    odom.pose.pose.position.x, odom.pose.pose.position.y = 0.3, -0.2
+    yaw = 0.4
+    odom.pose.pose.orientation.z, odom.pose.pose.orientation.w = np.sin(yaw / 2), np.cos(yaw / 2)
+    odom_pub.publish(odom)
+    assert wait_for(lambda: node._pose is not None)
+    assert node._pose == pytest.approx((0.3, -0.2, yaw))
+    pub.publish(numpy_to_image(img, 'rgb8', header=header, msg_cls=Image))
+    assert wait_for(lambda: len(out) == 2)
+    from vr_goggles.ros_image import image_to_rgb
+
+    plain, floored = (image_to_rgb(m) for _, m in out)
+    renderer = FloorRenderer(64)
+    mask = (SegmenterRunner('segmenter_dr')(img[None])[0] == 1) & renderer.valid
+    assert mask.sum() > 500
+    assert np.array_equal(floored[mask], renderer.render((0.3, -0.2, yaw))[mask])
+    assert np.array_equal(floored[~mask], plain[~mask])
+    want = Goggles.from_model(tiny['gen'], engine='torch')(img)
+    assert np.abs(plain.astype(int) - want).max() <= 1  # the plain frame: goggles only
+
+
 def test_output_size_input_and_runtime_change(h, tiny, rng):
     """output_size 'input' resizes back; a valid runtime change applies, an invalid is refused."""
     node = h.goggles(tiny, output_size='input')
@@ -652,7 +700,8 @@ class FakeEnv:
     def reset(self, seed=None):
         """Start 3 steps away."""
         self.d, self.seed, self.n = 3, seed, 0
-        return self._obs(), {'start_distance': 0.45, 'distance': 0.45, 'agent_pos': (0, 0, 0)}
+        return self._obs(), {'start_distance': 0.45, 'distance': 0.45, 'agent_pos': (0, 0, 0),
+                             'agent_dir': 0.0}
 
     def step(self, action):
         """Forward approaches; turns waste a step."""
@@ -660,7 +709,7 @@ class FakeEnv:
         if action == 0:
             self.d -= 1
         info = {'success': self.d == 0, 'distance': 0.15 * self.d, 'collisions': 0,
-                'agent_pos': (0.15 * (3 - self.d), 0, 0)}
+                'agent_pos': (0.15 * (3 - self.d), 0, 0), 'agent_dir': 0.0}
         return self._obs(), 0.0, self.d == 0, self.n >= self.max_episode_steps, info
 
     def _obs(self):
@@ -677,6 +726,8 @@ def test_sim_bridge_steps_from_cmd_vel_and_reports_episodes(h, monkeypatch):
     monkeypatch.setattr(sim_bridge, 'make_env', lambda *a: (FakeEnv(), seeds))
     cam = collector(h, Image, h.topic('camera/image_raw'))
     eps = collector(h, String, h.topic('episode'), QoSProfile(depth=10))
+    import nav_msgs.msg as nav_msgs
+    odom = collector(h, nav_msgs.Odometry, h.topic('odom'), QoSProfile(depth=100))
     node = h.add(sim_bridge.SimBridge(
         namespace=h.ns, context=h.ctx, parameter_overrides=[
             Parameter('step_period', value=0.05), Parameter('episodes', value=2),
@@ -703,6 +754,11 @@ def test_sim_bridge_steps_from_cmd_vel_and_reports_episodes(h, monkeypatch):
     assert all(b >= a for a, b in zip(stamps, stamps[1:]))
     assert stamps[-1] - stamps[0] == pytest.approx(node._ticks * CONTROL_PERIOD,
                                                    abs=2 * CONTROL_PERIOD)
+    # The true pose goes out on odom (REP 103) with each frame's stamp.
+    cam_stamps = {key(m.header.stamp) for _, m in cam}
+    assert odom and {key(m.header.stamp) for _, m in odom} <= cam_stamps
+    xs = {round(m.pose.pose.position.x, 6) for _, m in odom}
+    assert {0.0, 0.15, 0.3} <= xs and all(m.pose.pose.orientation.w == 1.0 for _, m in odom)
 
 
 class ThreadRecordingEnv(FakeEnv):

@@ -3,7 +3,9 @@
 Topics (relative, remap them): subscribes ``image`` (sensor_msgs/Image), or
 ``<image>/compressed`` (sensor_msgs/CompressedImage, image_transport naming) with
 ``compressed_input``; publishes ``image_sim`` (rgb8, header copied from the input, never
-restamped) and ``/diagnostics``.
+restamped) and ``/diagnostics``. With ``floor_prior`` it also subscribes ``odom``
+(nav_msgs/Odometry) and repaints the floor of each frame with the sim floor seen from the
+newest pose (:mod:`vr_goggles.floor_prior`; frames before the first pose go out without it).
 
 Design: the subscription callback only drops the message into a one-slot buffer
 (``vr_goggles.latest.LatestSlot``); a worker thread decodes, translates and publishes the
@@ -16,6 +18,7 @@ configures and activates itself at start-up when ``autostart`` is true (the defa
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -63,6 +66,10 @@ class GogglesNode(StopReleaseLifecycleNode):
         self._reported_problems = 0
         self._warned_unstamped = False
         self.goggles = None
+        self.prior = None
+        self._pose: tuple[float, float, float] | None = None
+        self._odom_sub = None
+        self.no_odometry = 0
         self._decode = None
         self._encode = None
         self._resize = None
@@ -98,6 +105,12 @@ class GogglesNode(StopReleaseLifecycleNode):
             self.get_logger().error(f'configure: cannot load model {p["model"]!r} with engine '
                                     f'{p["engine"]!r} on {p["device"]!r}: {exc}')
             return TransitionCallbackReturn.FAILURE
+        if p['floor_prior']:
+            try:
+                self.prior = self._make_prior()
+            except Exception as exc:  # noqa: BLE001 (a failed transition, with the reason)
+                self.get_logger().error(f'configure: cannot set up floor_prior: {exc}')
+                return TransitionCallbackReturn.FAILURE
         self._decode = (ros_image.compressed_to_numpy if p['compressed_input']
                         else ros_image.image_to_rgb)
         self._encode = ros_image.numpy_to_image
@@ -110,6 +123,32 @@ class GogglesNode(StopReleaseLifecycleNode):
             f'{eng.name} ({eng.precision}) on {eng.device}, output_size {p["output_size"]}')
         return TransitionCallbackReturn.SUCCESS
 
+    def _make_prior(self):
+        import nav_msgs.msg  # noqa: F401  (fail at configure, not at activate)
+
+        from vr_goggles.floor_prior import (
+            CameraGeometry,
+            FloorPrior,
+            FloorRenderer,
+            SegmenterRunner,
+        )
+        from vr_goggles.semantics import FLOOR
+
+        h, w = self.goggles.input_size
+        if h != w:
+            raise ValueError(f'the floor prior needs a square model input, got {h}x{w}')
+        p = self.params
+        camera = CameraGeometry(fov_y_deg=p['camera_fov_y'], pitch_deg=p['camera_pitch'],
+                                height_m=p['camera_height'])
+        return FloorPrior(SegmenterRunner(p['floor_segmenter']), FLOOR,
+                          FloorRenderer(int(h), camera))
+
+    def _on_odom(self, msg) -> None:
+        q = msg.pose.pose.orientation
+        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+        pos = msg.pose.pose.position
+        self._pose = (float(pos.x), float(pos.y), yaw)  # one reference swap: thread-safe
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the inference worker."""
         p = self.params
@@ -120,6 +159,10 @@ class GogglesNode(StopReleaseLifecycleNode):
             msg_type = CompressedImage
         else:
             self.input_topic, msg_type = 'image', Image
+        if self.prior is not None:
+            from nav_msgs.msg import Odometry
+
+            self._odom_sub = self.create_subscription(Odometry, 'odom', self._on_odom, 10)
         self.slot.open()
         self._worker = threading.Thread(target=self._work, name='goggles_worker', daemon=True)
         self._worker.start()
@@ -135,6 +178,9 @@ class GogglesNode(StopReleaseLifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        if self._odom_sub is not None:
+            self.destroy_subscription(self._odom_sub)
+            self._odom_sub = None
         self.slot.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
@@ -144,6 +190,7 @@ class GogglesNode(StopReleaseLifecycleNode):
     def _release(self) -> None:
         super()._release()
         self.goggles = None
+        self.prior = None
 
     # -- data path --------------------------------------------------------------------------
     def _on_image(self, msg) -> None:
@@ -194,6 +241,14 @@ class GogglesNode(StopReleaseLifecycleNode):
             return
         t0 = time.perf_counter()
         out = goggles(rgb)
+        prior, pose = self.prior, self._pose
+        if prior is not None:
+            if pose is None:
+                self.no_odometry += 1
+                self.get_logger().warning('floor_prior: no odometry on odom yet; publishing '
+                                          'without it', throttle_duration_sec=5.0)
+            else:
+                out = prior(rgb, out, pose)
         self.engine_latency.add(time.perf_counter() - t0)
         hw = target_size(self._output_size, rgb.shape[:2], out.shape[:2])
         if tuple(out.shape[:2]) != hw:
@@ -225,6 +280,7 @@ class GogglesNode(StopReleaseLifecycleNode):
             'engine_p50_ms': round(eng_lat['p50'], 2), 'engine_p99_ms': round(eng_lat['p99'], 2),
             'received': c.received, 'processed': c.processed, 'dropped': c.dropped,
             'too_old': self.too_old, 'malformed': self.malformed, 'errors': self.errors,
+            'floor_prior': self.prior is not None, 'no_odometry': self.no_odometry,
         }
 
     def _report(self) -> tuple[int, str, dict[str, Any]]:

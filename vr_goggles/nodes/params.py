@@ -119,6 +119,18 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('autostart', True, 'Configure and activate at start-up so plain ros2 run '
               'works; false leaves the node unconfigured for a lifecycle manager.',
               read_only=True),
+    ParamSpec('floor_prior', False, 'Repaint the floor of image_sim with the sim floor seen '
+              'from the odometry pose (nav_msgs/Odometry on odom; vr_goggles.floor_prior).',
+              read_only=True),
+    ParamSpec('floor_segmenter', 'segmenter_dr', 'Segmenter that finds the floor in the '
+              'camera frame for floor_prior: a shipped name or a weights path.',
+              read_only=True),
+    ParamSpec('camera_height', 0.9, 'floor_prior: optical centre above the floor, metres.',
+              read_only=True, range=(0.01, 10.0)),
+    ParamSpec('camera_pitch', -8.0, 'floor_prior: camera pitch in degrees (negative looks '
+              'down).', read_only=True, range=(-89.0, 89.0)),
+    ParamSpec('camera_fov_y', 60.0, 'floor_prior: vertical field of view in degrees.',
+              read_only=True, range=(1.0, 179.0)),
     _EXECUTOR,
 )
 

@@ -11,7 +11,10 @@ one step per control period (``step_period``): the newest command no older than
 (a zero command means "stand still", no step).
 At the end of each episode (chair reached, simulator time limit, or ``max_periods`` control
 periods) it publishes a JSON summary on ``episode`` (std_msgs/String) and resets to the next
-layout of the split. A plain node, not a lifecycle node: it is a test fixture, not a driver.
+layout of the split. With nav_msgs installed it also publishes ``odom`` (nav_msgs/Odometry,
+the simulator's true pose as ideal wheel odometry, REP 103) right before each frame, for
+``goggles_node``'s ``floor_prior``. A plain node, not a lifecycle node: it is a test fixture,
+not a driver.
 
 Needs the ``train`` extra (gymnasium, miniworld) and a headless GL (``PYGLET_HEADLESS=1`` is set
 here if unset). The simulator's GL context is bound to the thread that made it current, and a
@@ -79,6 +82,14 @@ class SimBridge(Node):
         self._t0_ns = self._tick_ns = self.get_clock().now().nanoseconds
         self._ticks = 0
         self._cam = self.create_publisher(Image, 'camera/image_raw', qos_profile('sensor_data'))
+        self._odom = self._odom_msg = None
+        try:  # the true pose as ideal wheel odometry (goggles_node's floor_prior reads it)
+            from nav_msgs.msg import Odometry
+        except ImportError:
+            self.get_logger().info('nav_msgs not installed: not publishing odom')
+        else:
+            self._odom_msg = Odometry
+            self._odom = self.create_publisher(Odometry, 'odom', 10)
         self._episode_pub = self.create_publisher(String, 'episode', 10)
         cmd_type = TwistStamped if p['stamped'] else Twist
         self.create_subscription(cmd_type, 'cmd_vel', self._on_cmd, qos_profile('sensor_data'))
@@ -108,6 +119,7 @@ class SimBridge(Node):
         self.obs, info = self._in_sim(self.env.reset, seed=self.layout_seed)
         self._start = info
         self._pos = info.get('agent_pos')
+        self._dir = info.get('agent_dir')
         self.path_length = 0.0
         self.steps = self.periods = 0
         self.action_counts = [0] * len(ACTION_NAMES)
@@ -162,7 +174,7 @@ class SimBridge(Node):
             pos = info.get('agent_pos')
             if pos is not None and self._pos is not None:
                 self.path_length += math.dist(_xz(pos), _xz(self._pos))
-            self._pos = pos
+            self._pos, self._dir = pos, info.get('agent_dir')
             self._publish_frame()
             if terminated or truncated:
                 self._finish(info, 'success' if info.get('success') else
@@ -185,6 +197,16 @@ class SimBridge(Node):
         t = self.sim_time_ns(self.get_clock().now().nanoseconds)
         header = Header(frame_id=self.params['frame_id'])
         header.stamp.sec, header.stamp.nanosec = divmod(t, 10**9)
+        if self._odom is not None and self._pos is not None and self._dir is not None:
+            odom = self._odom_msg()
+            odom.header.stamp = header.stamp
+            odom.header.frame_id, odom.child_frame_id = 'odom', 'base_link'
+            x, y = (float(v) for v in _xz(self._pos))  # REP 103: x forward, y left
+            odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
+            yaw = float(self._dir)
+            odom.pose.pose.orientation.z = math.sin(yaw / 2.0)
+            odom.pose.pose.orientation.w = math.cos(yaw / 2.0)
+            self._odom.publish(odom)  # before the frame it belongs to
         self._cam.publish(self._encode(self.obs, 'rgb8', header=header, msg_cls=Image))
 
     def close(self) -> None:
