@@ -147,9 +147,9 @@ def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None,
     info = {'model': model, 'engine': goggles.engine.name,
             'device': goggles.engine.device, 'precision': goggles.engine.precision}
     if extra == 'floor':
-        from vr_goggles.floor_prior import sim_floor_prior
+        from vr_goggles.floor_prior import make_floor_prior
 
-        prior = sim_floor_prior()
+        prior = make_floor_prior()
         info['floor_prior'] = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
                                'camera': asdict(prior.renderer.camera)}
         return GogglesWithFloor(goggles, prior), info

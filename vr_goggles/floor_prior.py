@@ -177,8 +177,9 @@ class SegmenterRunner:
         return logits.argmax(dim=1).numpy().astype(np.uint8)
 
 
-def sim_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64) -> FloorPrior:
-    """The floor prior for the simulator's camera and floor, with a shipped segmenter."""
+def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
+                     camera: CameraGeometry = SIM_CAMERA) -> FloorPrior:
+    """The floor prior for ``camera`` (default the simulator's), with a shipped segmenter."""
     from vr_goggles.semantics import FLOOR
 
-    return FloorPrior(SegmenterRunner(segmenter), FLOOR, FloorRenderer(size, SIM_CAMERA))
+    return FloorPrior(SegmenterRunner(segmenter), FLOOR, FloorRenderer(size, camera))

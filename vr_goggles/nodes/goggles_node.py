@@ -126,13 +126,7 @@ class GogglesNode(StopReleaseLifecycleNode):
     def _make_prior(self):
         import nav_msgs.msg  # noqa: F401  (fail at configure, not at activate)
 
-        from vr_goggles.floor_prior import (
-            CameraGeometry,
-            FloorPrior,
-            FloorRenderer,
-            SegmenterRunner,
-        )
-        from vr_goggles.semantics import FLOOR
+        from vr_goggles.floor_prior import CameraGeometry, make_floor_prior
 
         h, w = self.goggles.input_size
         if h != w:
@@ -140,8 +134,7 @@ class GogglesNode(StopReleaseLifecycleNode):
         p = self.params
         camera = CameraGeometry(fov_y_deg=p['camera_fov_y'], pitch_deg=p['camera_pitch'],
                                 height_m=p['camera_height'])
-        return FloorPrior(SegmenterRunner(p['floor_segmenter']), FLOOR,
-                          FloorRenderer(int(h), camera))
+        return make_floor_prior(p['floor_segmenter'], int(h), camera)
 
     def _on_odom(self, msg) -> None:
         q = msg.pose.pose.orientation
