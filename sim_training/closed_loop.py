@@ -27,7 +27,8 @@ from vr_goggles.weights import atomic_write_bytes
 Transform = Callable[[np.ndarray], np.ndarray]
 
 #: name -> (policy, domain, goggles model or special transform, description); 'MODEL+floor' is
-#: the goggles MODEL followed by the floor prior (:class:`GogglesWithFloor`)
+#: the goggles MODEL followed by the floor prior (:class:`GogglesWithFloor`), '+floor+chair'
+#: also paints the chair the segmenter finds in its sim colour
 CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
     'sim': ('policy_sim', 'sim', None, 'sim look, no goggles (upper bound)'),
     'real_no_goggles': ('policy_sim', 'real', None, 'real-proxy look, no goggles'),
@@ -38,6 +39,9 @@ CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
     'real_vr_goggles_floor': ('policy_sim', 'real', 'goggles_vr_goggles+floor',
                               'behind VR-Goggles + the floor prior (segmenter_dr, camera '
                               'geometry, odometry)'),
+    'real_vr_goggles_floor_chair': ('policy_sim', 'real', 'goggles_vr_goggles+floor+chair',
+                                    'behind VR-Goggles + the floor prior + the chair painted '
+                                    'in its sim colour'),
     'real_stats_match': ('policy_sim', 'real', 'stats_match',
                          'per-frame channel statistics matched to sim (training-free)'),
     'real_dr_policy': ('policy_randomized', 'real', None,
@@ -141,17 +145,22 @@ def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None,
         stats = sim_channel_stats(cfg.stats_frames, cfg.seed)
         return StatsMatcher(stats), {'sim_mean': stats.mean, 'sim_std': stats.std,
                                      'stats_seconds': round(time.perf_counter() - t0, 2)}
-    model, _, extra = kind.partition('+')
+    model, *extras = kind.split('+')
     goggles = Goggles.from_model(model, engine=cfg.engine, device=cfg.device,
                                  precision=cfg.precision)
     info = {'model': model, 'engine': goggles.engine.name,
             'device': goggles.engine.device, 'precision': goggles.engine.precision}
-    if extra == 'floor':
+    if extras:
         from vr_goggles.floor_prior import make_floor_prior
 
-        prior = make_floor_prior()
+        if extras[0] != 'floor':
+            raise ValueError(f'{kind}: expected MODEL+floor[+CLASS...]')
+        prior = make_floor_prior(size=goggles.input_size[0], paint=tuple(extras[1:]))
         info['floor_prior'] = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
-                               'camera': asdict(prior.renderer.camera)}
+                               'camera': asdict(prior.renderer.camera),
+                               'paint': list(extras[1:])}
+        if prior.paint_segment is not None:
+            info['floor_prior']['paint_segmenter'] = prior.paint_segment.name
         return GogglesWithFloor(goggles, prior), info
     return goggles, info
 

@@ -26,8 +26,13 @@ from vr_goggles.weights import atomic_write_bytes
 
 def evaluate_candidate(model: str, *, policy: str = 'policy_sim', episodes: int = 100,
                        seed: int = 0, engine: str = 'torch',
-                       max_episode_steps: int | None = None) -> dict[str, Any]:
-    """Closed-loop success of ``policy`` behind generator ``model`` on training layouts."""
+                       max_episode_steps: int | None = None,
+                       floor_prior: bool = False) -> dict[str, Any]:
+    """Closed-loop success of ``policy`` behind generator ``model`` on training layouts.
+
+    With ``floor_prior`` the goggled frames pass through :mod:`vr_goggles.floor_prior` at the
+    simulator's pose, as in the demo's ``real_vr_goggles_floor`` condition.
+    """
     import torch
 
     from sim_training.evaluate_policy import run_episodes
@@ -35,10 +40,18 @@ def evaluate_candidate(model: str, *, policy: str = 'policy_sim', episodes: int 
     from vr_goggles.policy import Policy
 
     torch.set_num_threads(1)
-    goggles = Goggles.from_model(model, engine=engine)
-    result = run_episodes(Policy.load(policy), 'real', episodes, seed, goggles, progress=False,
-                          split='train', max_episode_steps=max_episode_steps)
-    return {'model': str(model), 'policy': policy, 'split': result['split'],
+    transform: Any = Goggles.from_model(model, engine=engine)
+    if floor_prior:
+        from sim_training.closed_loop import GogglesWithFloor
+        from vr_goggles.floor_prior import make_floor_prior
+
+        size = transform.input_size[0]  # the prior works at the goggles' output size
+        transform = GogglesWithFloor(transform, make_floor_prior(size=size))
+    result = run_episodes(Policy.load(policy), 'real', episodes, seed, transform,
+                          progress=False, split='train', max_episode_steps=max_episode_steps,
+                          on_info=getattr(transform, 'observe', None))
+    return {'model': str(model), 'policy': policy, 'floor_prior': floor_prior,
+            'split': result['split'],
             'episodes': result['episodes'], 'success_rate': result['success_rate'],
             'ci95': [round(float(v), 4) for v in result['success_ci95']],
             'spl': round(float(result['spl']), 4), 'mean_steps': result['mean_steps']}
@@ -46,12 +59,13 @@ def evaluate_candidate(model: str, *, policy: str = 'policy_sim', episodes: int 
 
 def select(models: list[str], *, policy: str = 'policy_sim', episodes: int = 100,
            seed: int = 0, workers: int = 1, engine: str = 'torch',
-           max_episode_steps: int | None = None) -> list[dict[str, Any]]:
+           max_episode_steps: int | None = None,
+           floor_prior: bool = False) -> list[dict[str, Any]]:
     """Evaluate every candidate; return the results best first (success, then SPL)."""
     if not models:
         raise ValueError('no candidate models given')
     kw = dict(policy=policy, episodes=episodes, seed=seed, engine=engine,
-              max_episode_steps=max_episode_steps)
+              max_episode_steps=max_episode_steps, floor_prior=floor_prior)
     if workers <= 1:
         results = [evaluate_candidate(m, **kw) for m in models]
     else:
@@ -89,18 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--engine', default='torch')
     p.add_argument('--max-episode-steps', type=int, default=None,
                    help='episode time limit (default: the environment\'s)')
+    p.add_argument('--floor-prior', action='store_true',
+                   help='drive behind the goggles + the floor prior (the demo\'s '
+                   'real_vr_goggles_floor condition) instead of the goggles alone')
     p.add_argument('--json', type=Path, default=None)
     args = p.parse_args(argv)
     results = select(_candidates(args.models), policy=args.policy, episodes=args.episodes,
                      seed=args.seed, workers=args.workers, engine=args.engine,
-                     max_episode_steps=args.max_episode_steps)
+                     max_episode_steps=args.max_episode_steps, floor_prior=args.floor_prior)
     for r in results:
         lo, hi = r['ci95']
         print(f"{100 * r['success_rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]  "
               f"SPL {r['spl']:.3f}  {r['model']}")
     if args.json is not None:
         doc = {'split': 'train', 'episodes': args.episodes, 'seed': args.seed,
-               'policy': args.policy, 'command': 'python -m sim_training.select_translator '
+               'policy': args.policy, 'floor_prior': args.floor_prior,
+               'command': 'python -m sim_training.select_translator '
                + ' '.join(sys.argv[1:] if argv is None else argv), 'ranking': results}
         atomic_write_bytes(args.json, (json.dumps(doc, indent=1) + '\n').encode())
     return 0

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
 from vr_goggles.metrics import confusion_matrix, iou_per_class, mean_iou
 from vr_goggles.models.segmenter import SegmentationNet
-from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
+from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES, class_weights
 
 
 @dataclass
@@ -47,6 +47,7 @@ class SegmenterConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     crop_pad: int = 4
+    class_weights: str = ''   #: per-class CE weights, 'chair=3' (uniform by default)
     seed: int = 0
     threads: int = 1
     out: str = ''             #: weights path (safetensors + card); '' = do not save
@@ -88,6 +89,8 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     size = (cfg.size, cfg.size)
+    weights = class_weights(cfg.class_weights, flag='class_weights')  # fail before loading
+    weight = None if weights is None else torch.tensor(weights)
     if cfg.synthetic:
         frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
         sources = [frames]
@@ -109,7 +112,7 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     for step in tqdm(range(cfg.steps), mininterval=5.0):
         model.train()
         x, y = sampler.sample(cfg.batch_size)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x), y, weight=weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

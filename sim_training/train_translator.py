@@ -75,6 +75,7 @@ from sim_training.data import (
     synthetic_pairs,
 )
 from sim_training.image_pool import ImagePool
+from vr_goggles import semantics
 from vr_goggles.metrics import translate
 from vr_goggles.models.discriminator import PatchDiscriminator
 from vr_goggles.models.generator import ResnetGenerator
@@ -328,25 +329,8 @@ def class_ids(spec: str, what: str) -> list[int]:
 
 
 def class_weights(spec: str) -> list[float] | None:
-    """``'chair=4,object=2'`` -> one weight per class of :mod:`vr_goggles.semantics`.
-
-    ``''`` -> None (uniform). Rare classes (the chair covers a few percent of the pixels) need
-    the weight for the semantic terms to keep them at all.
-    """
-    if not spec.strip():
-        return None
-    weights = [1.0] * NUM_CLASSES
-    for item in spec.split(','):
-        name, sep, value = item.partition('=')
-        name = name.strip()
-        if not sep or name not in CLASS_NAMES:
-            raise ValueError(f'sem_class_weights: expected name=weight with a name from '
-                             f'{list(CLASS_NAMES)}, got {item!r}')
-        w = float(value)
-        if not w >= 0:
-            raise ValueError(f'sem_class_weights: weight of {name} must be >= 0, got {w}')
-        weights[CLASS_NAMES.index(name)] = w
-    return weights
+    """``'chair=4,object=2'`` -> one weight per class (see :func:`semantics.class_weights`)."""
+    return semantics.class_weights(spec, flag='sem_class_weights')
 
 
 def unwrap(m: nn.Module) -> nn.Module:

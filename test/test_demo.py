@@ -12,7 +12,7 @@ from sim_training.closed_loop import CONDITIONS, DemoConfig, goals, run_demo  # 
 from vr_goggles import cli  # noqa: E402
 from vr_goggles.weights import SHIPPED_DIR  # noqa: E402
 
-NEEDED = {c[0] for c in CONDITIONS.values()} | {'segmenter_dr'} | {
+NEEDED = {c[0] for c in CONDITIONS.values()} | {'segmenter_dr', 'segmenter_dr2'} | {
     c[2].partition('+')[0] for c in CONDITIONS.values() if c[2] not in (None, 'stats_match')}
 missing = sorted(n for n in NEEDED if not (SHIPPED_DIR / f'{n}.safetensors').exists())
 pytestmark = pytest.mark.skipif(bool(missing), reason=f'shipped weights missing: {missing}')
@@ -64,6 +64,10 @@ def test_goggled_conditions_ran_through_the_engine(demo_run):
     assert floor['floor_prior']['segmenter'] == 'segmenter_dr'
     assert floor['floor_prior']['camera'] == {'fov_y_deg': 60.0, 'pitch_deg': -8.0,
                                               'height_m': 0.9}
+    assert floor['floor_prior']['paint'] == []
+    chair = results['conditions']['real_vr_goggles_floor_chair']['transform']
+    assert chair['floor_prior']['paint'] == ['chair']
+    assert chair['floor_prior']['paint_segmenter'] == 'segmenter_dr2'
 
 
 def test_report_is_self_contained(demo_run):

@@ -11,6 +11,7 @@ from vr_goggles.floor_prior import (
     FloorLook,
     FloorPrior,
     FloorRenderer,
+    make_floor_prior,
 )
 
 NO_GROUT = FloorLook(grout_frac=0.0)
@@ -73,8 +74,53 @@ def test_prior_replaces_only_segmented_visible_floor():
     assert (goggled == 7).all()  # input untouched
     with pytest.raises(ValueError, match='goggled frame'):
         prior(camera, np.zeros((8, 8, 3), np.uint8), (0.0, 0.0, 0.0))
+    # a segmenter at another size than the goggles is resampled to the renderer's
+    big = FloorRenderer(32, SIM_CAMERA)
+    mask32 = FloorPrior(segment, floor_id, big).floor_mask(camera)
+    want32 = np.zeros((32, 32), bool)
+    want32[:, :16] = True
+    assert np.array_equal(mask32, want32 & big.valid)
     with pytest.raises(ValueError, match='segmenter output'):
-        FloorPrior(segment, floor_id, FloorRenderer(32, SIM_CAMERA)).floor_mask(camera)
+        FloorPrior(lambda f: np.zeros((1, 16)), floor_id, r).floor_mask(camera)
+
+
+def test_paint_fills_segmented_classes_anywhere_and_floor_is_not_paintable():
+    r = FloorRenderer(16, SIM_CAMERA)
+    floor_id, chair_id = 1, 4
+
+    def segment(frames):  # chair in the top-left corner (above the horizon), floor below
+        labels = np.full((len(frames), 16, 16), floor_id, np.uint8)
+        labels[:, :3, :3] = chair_id
+        labels[:, 14:, 14:] = chair_id  # and a chair on the floor
+        return labels
+
+    prior = FloorPrior(segment, floor_id, r, paint={chair_id: (1, 2, 3)})
+    out = prior(np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 7, np.uint8),
+                (0.3, -0.2, 0.5))
+    chair = segment([None])[0] == chair_id
+    assert (out[chair] == (1, 2, 3)).all()
+    floor = ~chair & r.valid
+    assert np.array_equal(out[floor], r.render((0.3, -0.2, 0.5))[floor])
+    assert (out[~chair & ~r.valid] == 7).all()
+
+    # a second segmenter for the painted classes: the chair follows it, the floor does not
+    def chair_left(frames):
+        labels = np.zeros((len(frames), 16, 16), np.uint8)
+        labels[:, :, :2] = chair_id
+        return labels
+
+    two = FloorPrior(segment, floor_id, r, paint={chair_id: (1, 2, 3)}, paint_segment=chair_left)
+    out2 = two(np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 7, np.uint8),
+               (0.3, -0.2, 0.5))
+    left = chair_left([None])[0] == chair_id
+    assert (out2[left] == (1, 2, 3)).all()
+    rest = ~left & ~chair & r.valid
+    assert np.array_equal(out2[rest], r.render((0.3, -0.2, 0.5))[rest])
+    assert (out2[chair & ~left] == 7).all()  # segment's chair, not paint_segment's: untouched
+    with pytest.raises(ValueError, match='is the floor'):
+        FloorPrior(segment, floor_id, r, paint={floor_id: (0, 0, 0)})
+    with pytest.raises(ValueError, match="no sim colour for \\['wall'\\]"):
+        make_floor_prior(paint=('wall',))
 
 
 def test_bad_geometry_is_refused():

@@ -171,6 +171,16 @@ def test_train_segmenter_tiny_saves_loadable_card(tmp_path):
         assert torch.equal(model(x), loaded(x))
 
 
+def test_train_segmenter_class_weights_are_checked_first():
+    """A bad --class-weights is refused, naming the flag, before any data is read."""
+    from sim_training.train_segmenter import SegmenterConfig, train
+
+    with pytest.raises(ValueError, match="class_weights: expected name=weight .*'sofa=2'"):
+        train(SegmenterConfig(data='/nonexistent', class_weights='sofa=2'), command='pytest')
+    with pytest.raises(ValueError, match='class_weights: weight of chair must be >= 0'):
+        train(SegmenterConfig(data='/nonexistent', class_weights='chair=-1'), command='pytest')
+
+
 def test_train_segmenter_holds_out_the_tail_of_each_source():
     """Several --data sources: every source gives its last val_fraction to validation."""
     import numpy as np

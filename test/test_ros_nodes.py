@@ -276,6 +276,28 @@ def test_floor_prior_repaints_the_floor_from_odometry(h, tiny):
     assert np.abs(plain.astype(int) - want).max() <= 1  # the plain frame: goggles only
 
 
+def test_floor_paint_parameters_build_the_prior_or_fail_configure(ctx, tiny):
+    """floor_paint names classes painted in their sim colour; an unknown one fails configure."""
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from vr_goggles.floor_prior import SIM_CLASS_RGB
+    from vr_goggles.nodes.goggles_node import GogglesNode
+
+    for ns, paint, want in (('/paint1', 'chair', R.SUCCESS), ('/paint2', 'wall', R.FAILURE)):
+        node = GogglesNode(context=ctx, namespace=ns, parameter_overrides=[
+            Parameter('model', value=tiny['gen']), Parameter('engine', value='torch'),
+            Parameter('floor_prior', value=True), Parameter('floor_paint', value=paint)])
+        try:
+            assert node.trigger_configure() == want
+            if want == R.SUCCESS:
+                assert list(node.prior.paint) == [4]  # semantics.CHAIR
+                assert tuple(node.prior.paint[4]) == SIM_CLASS_RGB['chair']
+                assert node.prior.paint_segment.name == 'segmenter_dr2'
+        finally:
+            node.close()
+            node.destroy_node()
+
+
 def test_output_size_input_and_runtime_change(h, tiny, rng):
     """output_size 'input' resizes back; a valid runtime change applies, an invalid is refused."""
     node = h.goggles(tiny, output_size='input')

@@ -316,3 +316,17 @@ def test_floor_prior_renders_the_sim_floor_at_the_sim_pose(envs):
             obs, _, _, _, info = env.step(action)
     assert max(errors) < 20.0
     assert min(shifted) > 80.0
+
+
+def test_floor_prior_chair_colour_is_the_sim_chairs_mean(envs):
+    """SIM_CLASS_RGB['chair'], which the floor prior paints, is what the sim chair looks like."""
+    from vr_goggles.floor_prior import SIM_CLASS_RGB
+
+    env, pixels = envs['sim'], []
+    for seed in (1, 2, 3, 4, 5, 6):
+        obs, info = env.reset(seed=seed)
+        pixels.append(obs[info['labels'] == semantics.CHAIR].astype(float))
+    chair = np.concatenate(pixels)
+    assert len(chair) > 100
+    assert np.abs(chair.mean(axis=0) - SIM_CLASS_RGB['chair']).max() < 12.0
+    assert np.abs(chair.mean(axis=0) - 128).max() > 40  # a dark colour, not mid grey

@@ -224,6 +224,10 @@ def test_select_translator_ranks_on_training_layouts(exported, tmp_path):
     assert all(r['split'] == 'train' and r['episodes'] == 2 for r in one)
     keys = [(-r['success_rate'], -r['spl']) for r in one]
     assert keys == sorted(keys)
+    # --floor-prior drives behind goggles + floor prior (the pose comes from the env's info)
+    floored = sel.evaluate_candidate(models[0], floor_prior=True, **kw)
+    assert floored['floor_prior'] and not one[0]['floor_prior']
+    assert floored['episodes'] == 2 and floored['split'] == 'train'
     seen = []
     r = ev.run_episodes(lambda img: 0, 'real', 2, 0, progress=False, split='train',
                         max_episode_steps=1,

@@ -116,24 +116,52 @@ class FloorRenderer:
         return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
+#: The flat colour the prior paints a class in: the sim look's mean RGB of that class, measured
+#: over sim frames of training layouts (``test_sim_env`` checks it against the simulator).
+#: The sim chair is one dark mesh texture under one light, so a flat fill is close to it.
+SIM_CLASS_RGB: dict[str, tuple[int, int, int]] = {'chair': (82, 70, 71)}
+
+
 class FloorPrior:
     """Paste the rendered sim floor into the floor pixels of a goggled frame.
 
     ``segment(frames) -> (N, H, W) class ids`` finds the floor on the *camera* frame (not the
     goggled one: the generator's floor is the very thing being replaced). ``floor_class`` is
-    its id of the floor.
+    its id of the floor. ``paint`` maps further class ids to a flat RGB filled in where
+    ``paint_segment`` (default ``segment``, the same pass) finds them: generators render the
+    chair faint and paint chair-like blobs elsewhere, and a segmenter picked for its chair
+    precision need not be the best at the floor.
     """
 
-    def __init__(self, segment: Any, floor_class: int, renderer: FloorRenderer) -> None:
+    def __init__(self, segment: Any, floor_class: int, renderer: FloorRenderer,
+                 paint: dict[int, tuple[int, int, int]] | None = None,
+                 paint_segment: Any = None) -> None:
         self.segment, self.floor_class, self.renderer = segment, int(floor_class), renderer
+        self.paint = {int(k): np.asarray(v, np.uint8) for k, v in (paint or {}).items()}
+        self.paint_segment = paint_segment
+        if self.floor_class in self.paint:
+            raise ValueError(f'paint: class {self.floor_class} is the floor, which is rendered')
+
+    def labels(self, camera_frame: np.ndarray, segment: Any = None) -> np.ndarray:
+        """``(H, W)`` class ids of the camera frame at the renderer's size.
+
+        A segmenter working at another size is resampled (nearest pixel centre): its input
+        size need not be the goggles'.
+        """
+        labels = np.asarray((segment or self.segment)(camera_frame[None]))[0]
+        if labels.ndim != 2:
+            raise ValueError(f'segmenter output: expected (1, H, W) class ids, got '
+                             f'{(1, *labels.shape)}')
+        h, w = self.renderer.valid.shape
+        if labels.shape != (h, w):
+            rows = ((np.arange(h) + 0.5) * labels.shape[0] / h).astype(int)
+            cols = ((np.arange(w) + 0.5) * labels.shape[1] / w).astype(int)
+            labels = labels[rows[:, None], cols[None, :]]
+        return labels
 
     def floor_mask(self, camera_frame: np.ndarray) -> np.ndarray:
         """Boolean ``(H, W)``: pixels the segmenter calls floor and the camera can see floor."""
-        labels = np.asarray(self.segment(camera_frame[None]))[0]
-        if labels.shape != self.renderer.valid.shape:
-            raise ValueError(f'segmenter output {labels.shape} != renderer size '
-                             f'{self.renderer.valid.shape}')
-        return (labels == self.floor_class) & self.renderer.valid
+        return (self.labels(camera_frame) == self.floor_class) & self.renderer.valid
 
     def __call__(self, camera_frame: np.ndarray, goggled: np.ndarray,
                  pose: tuple[float, float, float]) -> np.ndarray:
@@ -145,9 +173,15 @@ class FloorPrior:
         if goggled.shape[:2] != self.renderer.valid.shape:
             raise ValueError(f'goggled frame {goggled.shape[:2]} != renderer size '
                              f'{self.renderer.valid.shape}')
-        mask = self.floor_mask(camera_frame)
+        labels = self.labels(camera_frame)
+        mask = (labels == self.floor_class) & self.renderer.valid
         out = goggled.copy()
         out[mask] = self.renderer.render(pose)[mask]
+        if self.paint:
+            if self.paint_segment is not None:
+                labels = self.labels(camera_frame, self.paint_segment)
+            for cls, rgb in self.paint.items():
+                out[labels == cls] = rgb
         return out
 
 
@@ -178,8 +212,23 @@ class SegmenterRunner:
 
 
 def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
-                     camera: CameraGeometry = SIM_CAMERA) -> FloorPrior:
-    """The floor prior for ``camera`` (default the simulator's), with a shipped segmenter."""
-    from vr_goggles.semantics import FLOOR
+                     camera: CameraGeometry = SIM_CAMERA,
+                     paint: tuple[str, ...] = (),
+                     paint_segmenter: str = 'segmenter_dr2') -> FloorPrior:
+    """The floor prior for ``camera`` (default the simulator's), with a shipped segmenter.
 
-    return FloorPrior(SegmenterRunner(segmenter), FLOOR, FloorRenderer(size, camera))
+    ``paint`` names classes of :mod:`vr_goggles.semantics` to fill with their
+    :data:`SIM_CLASS_RGB` (``('chair',)``) where ``paint_segmenter`` finds them (``''``: the
+    floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on five times as
+    many randomised frames as ``segmenter_dr``: its chair is more precise, its floor less
+    complete, so each does the job it is better at (``docs/floor_prior_chair.json``).
+    """
+    from vr_goggles.semantics import CLASS_NAMES, FLOOR
+
+    unknown = [c for c in paint if c not in SIM_CLASS_RGB]
+    if unknown:
+        raise ValueError(f'paint: no sim colour for {unknown}; known: {sorted(SIM_CLASS_RGB)}')
+    paint_segment = (SegmenterRunner(paint_segmenter)
+                     if paint and paint_segmenter and paint_segmenter != segmenter else None)
+    return FloorPrior(SegmenterRunner(segmenter), FLOOR, FloorRenderer(size, camera),
+                      {CLASS_NAMES.index(c): SIM_CLASS_RGB[c] for c in paint}, paint_segment)

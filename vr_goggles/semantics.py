@@ -33,3 +33,25 @@ def classes_json() -> dict:
     """The class table written beside exported datasets."""
     return {'classes': [{'id': i, 'name': n, 'color': PALETTE[i].tolist()}
                         for i, n in enumerate(CLASS_NAMES)]}
+
+
+def class_weights(spec: str, flag: str = 'class_weights') -> list[float] | None:
+    """``'chair=4,object=2'`` -> one loss weight per class, 1 for the classes not named.
+
+    ``''`` -> None (uniform). Rare classes (the chair covers a few percent of the pixels) need
+    a weight for a cross-entropy to keep them at all. ``flag`` names the setting in errors.
+    """
+    if not spec.strip():
+        return None
+    weights = [1.0] * NUM_CLASSES
+    for item in spec.split(','):
+        name, sep, value = item.partition('=')
+        name = name.strip()
+        if not sep or name not in CLASS_NAMES:
+            raise ValueError(f'{flag}: expected name=weight with a name from '
+                             f'{list(CLASS_NAMES)}, got {item!r}')
+        w = float(value)
+        if not w >= 0:
+            raise ValueError(f'{flag}: weight of {name} must be >= 0, got {w}')
+        weights[CLASS_NAMES.index(name)] = w
+    return weights

@@ -134,7 +134,9 @@ class GogglesNode(StopReleaseLifecycleNode):
         p = self.params
         camera = CameraGeometry(fov_y_deg=p['camera_fov_y'], pitch_deg=p['camera_pitch'],
                                 height_m=p['camera_height'])
-        return make_floor_prior(p['floor_segmenter'], int(h), camera)
+        paint = tuple(c.strip() for c in p['floor_paint'].split(',') if c.strip())
+        return make_floor_prior(p['floor_segmenter'], int(h), camera, paint,
+                                p['floor_paint_segmenter'])
 
     def _on_odom(self, msg) -> None:
         q = msg.pose.pose.orientation

@@ -125,6 +125,13 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('floor_segmenter', 'segmenter_dr', 'Segmenter that finds the floor in the '
               'camera frame for floor_prior: a shipped name or a weights path.',
               read_only=True),
+    ParamSpec('floor_paint', '', 'floor_prior: comma-separated classes also painted in their '
+              "flat sim colour where floor_segmenter finds them ('chair'; '' none).",
+              read_only=True),
+    ParamSpec('floor_paint_segmenter', 'segmenter_dr2', 'floor_prior: segmenter that finds '
+              "the classes of floor_paint: a shipped name or a weights path ('' = "
+              'floor_segmenter).',
+              read_only=True),
     ParamSpec('camera_height', 0.9, 'floor_prior: optical centre above the floor, metres.',
               read_only=True, range=(0.01, 10.0)),
     ParamSpec('camera_pitch', -8.0, 'floor_prior: camera pitch in degrees (negative looks '
