@@ -129,8 +129,8 @@ class FloorPrior:
     goggled one: the generator's floor is the very thing being replaced). ``floor_class`` is
     its id of the floor. ``paint`` maps further class ids to a flat RGB filled in where
     ``paint_segment`` (default ``segment``, the same pass) finds them: generators render the
-    chair faint and paint chair-like blobs elsewhere, and a segmenter picked for its chair
-    precision need not be the best at the floor.
+    chair faint and paint chair-like blobs elsewhere, and the segmenter that finds the chair
+    best need not be the best at the floor.
     """
 
     def __init__(self, segment: Any, floor_class: int, renderer: FloorRenderer,
@@ -219,9 +219,9 @@ def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
 
     ``paint`` names classes of :mod:`vr_goggles.semantics` to fill with their
     :data:`SIM_CLASS_RGB` (``('chair',)``) where ``paint_segmenter`` finds them (``''``: the
-    floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on five times as
-    many randomised frames as ``segmenter_dr``: its chair is more precise, its floor less
-    complete, so each does the job it is better at (``docs/floor_prior_chair.json``).
+    floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on four times as
+    many randomised frames as ``segmenter_dr``: it finds the chair better, the floor less
+    completely, so each does the job it is better at (``docs/floor_prior_chair.json``).
     """
     from vr_goggles.semantics import CLASS_NAMES, FLOOR
 
