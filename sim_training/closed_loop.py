@@ -215,11 +215,12 @@ def goals(conditions: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def format_table(conditions: dict[str, dict[str, Any]]) -> str:
     """Plain-text results table for the terminal and the README."""
-    lines = [f'{"condition":<18} {"success":>8} {"95% CI":>15} {"SPL":>6} {"steps":>6}  episodes',
-             '-' * 66]
+    w = max([len('condition'), *map(len, conditions)])
+    lines = [f'{"condition":<{w}} {"success":>8} {"95% CI":>15} {"SPL":>6} {"steps":>6}  '
+             'episodes', '-' * (w + 48)]
     for name, c in conditions.items():
         lo, hi = c['ci95']
-        lines.append(f'{name:<18} {100 * c["success_rate"]:7.1f}% '
+        lines.append(f'{name:<{w}} {100 * c["success_rate"]:7.1f}% '
                      f'[{100 * lo:5.1f}, {100 * hi:5.1f}] {c["spl"]:6.3f} '
                      f'{c["mean_steps"]:6.1f}  {c["episodes"]}')
     return '\n'.join(lines)
@@ -314,7 +315,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, command: str = '') -> dict[st
         conditions[name] = public_summary(result)
         recorders[name] = recorder
         c = conditions[name]
-        print(f'{name:<18} success {100 * c["success_rate"]:5.1f}% '
+        print(f'{name:<27} success {100 * c["success_rate"]:5.1f}% '
               f'[{100 * c["ci95"][0]:.1f}, {100 * c["ci95"][1]:.1f}] SPL {c["spl"]:.3f} '
               f'({c["wall_seconds"]:.0f} s)', flush=True)
     meta = {'episodes': cfg.episodes, 'seed': cfg.seed, 'engine': cfg.engine,
