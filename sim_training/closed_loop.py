@@ -151,18 +151,24 @@ def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None,
     info = {'model': model, 'engine': goggles.engine.name,
             'device': goggles.engine.device, 'precision': goggles.engine.precision}
     if extras:
-        from vr_goggles.floor_prior import make_floor_prior
-
         if extras[0] != 'floor':
             raise ValueError(f'{kind}: expected MODEL+floor[+CLASS...]')
-        prior = make_floor_prior(size=goggles.input_size[0], paint=tuple(extras[1:]))
-        info['floor_prior'] = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
-                               'camera': asdict(prior.renderer.camera),
-                               'paint': list(extras[1:])}
-        if prior.paint_segment is not None:
-            info['floor_prior']['paint_segmenter'] = prior.paint_segment.name
-        return GogglesWithFloor(goggles, prior), info
+        transform, info['floor_prior'] = with_floor_prior(goggles, tuple(extras[1:]))
+        return transform, info
     return goggles, info
+
+
+def with_floor_prior(goggles: Goggles,
+                     paint: tuple[str, ...] = ()) -> tuple[GogglesWithFloor, dict[str, Any]]:
+    """``goggles`` followed by the floor prior at their input size, and what that prior is."""
+    from vr_goggles.floor_prior import make_floor_prior
+
+    prior = make_floor_prior(size=goggles.input_size[0], paint=paint)
+    info = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
+            'camera': asdict(prior.renderer.camera), 'paint': list(paint)}
+    if prior.paint_segment is not None:
+        info['paint_segmenter'] = prior.paint_segment.name
+    return GogglesWithFloor(goggles, prior), info
 
 
 def run_condition(name: str, cfg: DemoConfig) -> tuple[dict[str, Any], Recorder]:
@@ -310,12 +316,13 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, command: str = '') -> dict[st
     t0 = time.perf_counter()
     conditions: dict[str, dict[str, Any]] = {}
     recorders: dict[str, Recorder] = {}
+    width = max(map(len, cfg.conditions), default=0)
     for name in cfg.conditions:
         result, recorder = run_condition(name, cfg)
         conditions[name] = public_summary(result)
         recorders[name] = recorder
         c = conditions[name]
-        print(f'{name:<27} success {100 * c["success_rate"]:5.1f}% '
+        print(f'{name:<{width}} success {100 * c["success_rate"]:5.1f}% '
               f'[{100 * c["ci95"][0]:.1f}, {100 * c["ci95"][1]:.1f}] SPL {c["spl"]:.3f} '
               f'({c["wall_seconds"]:.0f} s)', flush=True)
     meta = {'episodes': cfg.episodes, 'seed': cfg.seed, 'engine': cfg.engine,

@@ -42,11 +42,9 @@ def evaluate_candidate(model: str, *, policy: str = 'policy_sim', episodes: int 
     torch.set_num_threads(1)
     transform: Any = Goggles.from_model(model, engine=engine)
     if floor_prior:
-        from sim_training.closed_loop import GogglesWithFloor
-        from vr_goggles.floor_prior import make_floor_prior
+        from sim_training.closed_loop import with_floor_prior
 
-        size = transform.input_size[0]  # the prior works at the goggles' output size
-        transform = GogglesWithFloor(transform, make_floor_prior(size=size))
+        transform, _ = with_floor_prior(transform)
     result = run_episodes(Policy.load(policy), 'real', episodes, seed, transform,
                           progress=False, split='train', max_episode_steps=max_episode_steps,
                           on_info=getattr(transform, 'observe', None))
