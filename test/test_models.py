@@ -181,6 +181,22 @@ def test_train_segmenter_class_weights_are_checked_first():
         train(SegmenterConfig(data='/nonexistent', class_weights='chair=-1'), command='pytest')
 
 
+def test_train_segmenter_class_weights_reach_the_loss():
+    """Same seed and data: a class weight changes what one step learns, a weight of 1 not."""
+    from sim_training.train_segmenter import SegmenterConfig, train
+
+    def weights_after(spec):
+        cfg = SegmenterConfig(synthetic=8, size=16, width=4, steps=2, batch_size=4,
+                              class_weights=spec)
+        model, _ = train(cfg, command='pytest')
+        return torch.cat([t.flatten() for t in model.state_dict().values()
+                          if t.is_floating_point()])
+
+    plain = weights_after('')
+    assert torch.equal(plain, weights_after('floor=1'))
+    assert not torch.equal(plain, weights_after('floor=5'))
+
+
 def test_train_segmenter_holds_out_the_tail_of_each_source():
     """Several --data sources: every source gives its last val_fraction to validation."""
     import numpy as np
