@@ -10,12 +10,18 @@ becomes the translators' pseudo-labeller (``train_translator --pseudo-segmenter`
 sim-only model is confidently wrong on real frames, so its pseudo-labels cannot keep the chair.
 
 ``python -m sim_training.train_segmenter --data data/sim --out vr_goggles/weights/segmenter``
+
+With ``--out``, the run checkpoints atomically every ``--ckpt-every`` steps to ``OUT.ckpt.pt``
+(model, optimizer, schedule, sampler and torch random state), so ``--resume auto`` continues an
+interrupted run to the same weights as an uninterrupted one; the checkpoint is removed once the
+weights are saved.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass
+import io
 import json
 from pathlib import Path
 import shlex
@@ -51,6 +57,47 @@ class SegmenterConfig:
     seed: int = 0
     threads: int = 1
     out: str = ''             #: weights path (safetensors + card); '' = do not save
+    ckpt_every: int = 500     #: with ``out``: checkpoint every N steps to OUT.ckpt.pt (0: never)
+    resume: str = ''          #: '' | 'auto' (OUT.ckpt.pt if present) | a checkpoint path
+    tb: str = ''              #: tensorboard log folder for the loss and final IoUs ('' = none)
+
+
+#: Fields that may differ between a checkpoint and the run resuming it (they do not change what
+#: is learned); any other difference is refused.
+_RESUMABLE_CHANGES = ('threads', 'ckpt_every', 'resume', 'eval_real', 'out', 'tb')
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where a run with weights path ``out`` keeps its checkpoint."""
+    out = Path(out)
+    return out.with_name(out.name + '.ckpt.pt')
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    from vr_goggles.weights import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path, cfg: SegmenterConfig) -> dict:
+    """A checkpoint of the same run, or a ValueError naming the path and the reason."""
+    if not path.is_file():
+        raise ValueError(f'{path}: no such checkpoint')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        saved = dict(state['config'])
+        int(state['step'])
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is refused by name
+        raise ValueError(f'{path}: unreadable checkpoint ({type(e).__name__}: {e})') from None
+    diff = sorted(k for k, v in asdict(cfg).items()
+                  if k not in _RESUMABLE_CHANGES and saved.get(k) != v)
+    if diff:
+        raise ValueError(f'{path}: checkpoint of a different run ('
+                         + ', '.join(f'{k}={saved.get(k)!r} vs {getattr(cfg, k)!r}'
+                                     for k in diff) + ')')
+    return state
 
 
 def _split(sources: list[FrameSet], val_fraction: float) -> tuple[FrameSet, FrameSet]:
@@ -106,10 +153,30 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     sampler = FrameSampler(train_set, seed=cfg.seed, flip=True, crop_pad=cfg.crop_pad)
+    ckpt = checkpoint_path(cfg.out) if cfg.out else None
+    resume = cfg.resume
+    if resume == 'auto':
+        resume = str(ckpt) if ckpt is not None and ckpt.is_file() else ''
+    start, wall_before = 0, 0.0
+    if resume:
+        state = _load_checkpoint(Path(resume), cfg)
+        model.load_state_dict(state['model'])
+        opt.load_state_dict(state['optimizer'])
+        sched.load_state_dict(state['scheduler'])
+        sampler.generator.set_state(state['sampler_rng'])
+        torch.set_rng_state(state['torch_rng'])
+        start, wall_before = int(state['step']), float(state['wall_s'])
+        print(f'resumed {resume} at step {start}', flush=True)
+    writer = None
+    if cfg.tb:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(cfg.tb, purge_step=start or None)
     t0 = time.perf_counter()
     from tqdm import tqdm
 
-    for step in tqdm(range(cfg.steps), mininterval=5.0):
+    for step in tqdm(range(start, cfg.steps), mininterval=5.0, initial=start,
+                     total=cfg.steps):
         model.train()
         x, y = sampler.sample(cfg.batch_size)
         loss = F.cross_entropy(model(x), y, weight=weight)
@@ -118,14 +185,32 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
         opt.step()
         sched.step()
         if step % 200 == 0:
-            print(f'step {step} loss {float(loss):.4f}', flush=True)
+            print(f'step {step} loss {loss.item():.4f}', flush=True)
+            if writer is not None:
+                writer.add_scalar('train/loss', loss.item(), step)
+        done = step + 1
+        if ckpt is not None and cfg.ckpt_every > 0 and done % cfg.ckpt_every == 0 \
+                and done < cfg.steps:
+            _save_checkpoint(ckpt, {
+                'config': asdict(cfg), 'step': done, 'model': model.state_dict(),
+                'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+                'sampler_rng': sampler.generator.get_state(), 'torch_rng': torch.get_rng_state(),
+                'wall_s': wall_before + time.perf_counter() - t0})
     metrics = {'sim_val': evaluate(model, val_set), 'train_wall_s': round(
-        time.perf_counter() - t0, 1), 'steps': cfg.steps}
+        wall_before + time.perf_counter() - t0, 1), 'steps': cfg.steps}
     if cfg.eval_real:
         real = load_source(cfg.eval_real, size, labels='eval')
         if real.labels is not None:
             metrics['real_eval'] = evaluate(model, real)
     print(json.dumps(metrics), flush=True)
+    if writer is not None:
+        for split in ('sim_val', 'real_eval'):
+            for name, v in metrics.get(split, {}).get('iou', {}).items():
+                if v is not None:
+                    writer.add_scalar(f'{split}/iou_{name}', v, cfg.steps)
+            if split in metrics:
+                writer.add_scalar(f'{split}/miou', metrics[split]['miou'], cfg.steps)
+        writer.close()
     model.eval()
     if cfg.out:
         from vr_goggles.preprocess import Preprocessor
@@ -140,6 +225,8 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
             metrics=metrics, extra={'config': asdict(cfg), 'preprocess': pre.card(),
                                     'classes': list(CLASS_NAMES)})
         print(f'saved {save(cfg.out, model.state_dict(), card)}', flush=True)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)  # finished: nothing left to resume
     return model, metrics
 
 

@@ -197,6 +197,73 @@ def test_train_segmenter_class_weights_reach_the_loss():
     assert not torch.equal(plain, weights_after('floor=5'))
 
 
+def _segmenter_weights(stem):
+    from safetensors.numpy import load_file
+
+    return load_file(f'{stem}.safetensors')
+
+
+def test_train_segmenter_resumes_an_interrupted_run_to_the_same_weights(tmp_path, monkeypatch):
+    """An interrupted run resumed with --resume auto ends bit-identical to a whole one.
+
+    It is killed after its step-2 checkpoint; the checkpoint is removed once the weights are
+    saved.
+    """
+    import numpy as np
+
+    from sim_training.data import FrameSampler
+    from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
+
+    def cfg(out, **kw):
+        return SegmenterConfig(synthetic=8, size=16, width=4, steps=6, batch_size=4,
+                               ckpt_every=2, out=str(tmp_path / out), **kw)
+
+    train(cfg('whole', tb=str(tmp_path / 'tb')), command='pytest')
+    assert not checkpoint_path(tmp_path / 'whole').exists()
+    assert list((tmp_path / 'tb').glob('events.out.tfevents.*'))
+
+    real_sample, calls = FrameSampler.sample, []
+
+    def dies_at_step_3(self, n):
+        calls.append(n)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_sample(self, n)
+
+    monkeypatch.setattr(FrameSampler, 'sample', dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg('cut'), command='pytest')
+    monkeypatch.setattr(FrameSampler, 'sample', real_sample)
+    ckpt = checkpoint_path(tmp_path / 'cut')
+    assert ckpt.is_file() and torch.load(ckpt, weights_only=True)['step'] == 2
+    _, metrics = train(cfg('cut', resume='auto'), command='pytest')
+    assert not ckpt.exists() and metrics['steps'] == 6
+    whole, cut = _segmenter_weights(tmp_path / 'whole'), _segmenter_weights(tmp_path / 'cut')
+    assert whole.keys() == cut.keys()
+    assert all(np.array_equal(whole[k], cut[k]) for k in whole)
+
+
+def test_train_segmenter_refuses_a_corrupt_or_foreign_checkpoint(tmp_path):
+    """A checkpoint that does not load, or comes from other settings, is refused by path."""
+    from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
+
+    base = dict(synthetic=8, size=16, width=4, batch_size=4, ckpt_every=2,
+                out=str(tmp_path / 'seg'))
+    ckpt = checkpoint_path(tmp_path / 'seg')
+    ckpt.write_bytes(b'not a checkpoint')
+    with pytest.raises(ValueError, match=f'{ckpt}: unreadable checkpoint'):
+        train(SegmenterConfig(steps=4, resume='auto', **base), command='pytest')
+    ckpt.unlink()
+    with pytest.raises(ValueError, match='no such checkpoint'):
+        train(SegmenterConfig(steps=4, resume=str(ckpt), **base), command='pytest')
+    from sim_training import train_segmenter
+
+    state = {'config': vars(SegmenterConfig(steps=4, **base)), 'step': 2}
+    train_segmenter._save_checkpoint(ckpt, state)
+    with pytest.raises(ValueError, match=r'checkpoint of a different run \(steps=4 vs 6\)'):
+        train(SegmenterConfig(steps=6, resume='auto', **base), command='pytest')
+
+
 def test_train_segmenter_holds_out_the_tail_of_each_source():
     """Several --data sources: every source gives its last val_fraction to validation."""
     import numpy as np
