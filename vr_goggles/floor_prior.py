@@ -159,9 +159,15 @@ class FloorPrior:
             labels = labels[rows[:, None], cols[None, :]]
         return labels
 
-    def floor_mask(self, camera_frame: np.ndarray) -> np.ndarray:
-        """Boolean ``(H, W)``: pixels the segmenter calls floor and the camera can see floor."""
-        return (self.labels(camera_frame) == self.floor_class) & self.renderer.valid
+    def floor_mask(self, camera_frame: np.ndarray, labels: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """Boolean ``(H, W)``: pixels the segmenter calls floor and the camera can see floor.
+
+        ``labels``: this frame's :meth:`labels`, when the caller already has them.
+        """
+        if labels is None:
+            labels = self.labels(camera_frame)
+        return (labels == self.floor_class) & self.renderer.valid
 
     def __call__(self, camera_frame: np.ndarray, goggled: np.ndarray,
                  pose: tuple[float, float, float]) -> np.ndarray:
@@ -174,7 +180,7 @@ class FloorPrior:
             raise ValueError(f'goggled frame {goggled.shape[:2]} != renderer size '
                              f'{self.renderer.valid.shape}')
         labels = self.labels(camera_frame)
-        mask = (labels == self.floor_class) & self.renderer.valid
+        mask = self.floor_mask(camera_frame, labels)
         out = goggled.copy()
         out[mask] = self.renderer.render(pose)[mask]
         if self.paint:
