@@ -8,13 +8,18 @@ best, and picking on the evaluation layouts would leak the test set into the dem
 training split is disjoint from it (see ``sim_training.envs.chair_nav.SPLITS``).
 
 Candidates run in parallel worker processes (``--workers``, spawned: each has its own EGL
-context and one torch thread); the result is the same for any worker count.
+context and one torch thread); the result is the same for any worker count. A selection can
+run for an hour (21 candidates x 100 episodes: 38 min on two cores), so with ``--json`` the
+file is rewritten atomically after every candidate (``"complete": false`` until the last), and
+``--resume`` drives only the candidates it does not hold yet, refusing a file made with other
+settings.
 """
 
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 import json
 import multiprocessing
 from pathlib import Path
@@ -57,25 +62,50 @@ def evaluate_candidate(model: str, *, policy: str = 'policy_sim', episodes: int 
 
 def select(models: list[str], *, policy: str = 'policy_sim', episodes: int = 100,
            seed: int = 0, workers: int = 1, engine: str = 'torch',
-           max_episode_steps: int | None = None,
-           floor_prior: bool = False) -> list[dict[str, Any]]:
-    """Evaluate every candidate; return the results best first (success, then SPL)."""
+           max_episode_steps: int | None = None, floor_prior: bool = False,
+           done: dict[str, dict[str, Any]] | None = None,
+           on_result: Callable[[list[dict[str, Any]]], None] | None = None,
+           progress: bool = False) -> list[dict[str, Any]]:
+    """Evaluate every candidate; return the results best first (success, then SPL).
+
+    ``done`` maps models to results already measured with the same settings (not driven
+    again); ``on_result(ranking so far)`` runs after each candidate, in completion order.
+    """
     if not models:
         raise ValueError('no candidate models given')
     kw = dict(policy=policy, episodes=episodes, seed=seed, engine=engine,
               max_episode_steps=max_episode_steps, floor_prior=floor_prior)
-    if workers <= 1:
-        results = [evaluate_candidate(m, **kw) for m in models]
-    else:
-        ctx = multiprocessing.get_context('spawn')
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(pool.map(_evaluate_kw, [(m, kw) for m in models]))
+    results = [(done or {})[m] for m in models if m in (done or {})]
+    todo = [m for m in models if m not in (done or {})]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(models), initial=len(results), unit='candidate', disable=not progress)
+
+    def finished(result: dict[str, Any]) -> None:
+        results.append(result)
+        bar.update(1)
+        if progress:
+            bar.write(f"{100 * result['success_rate']:5.1f}%  {result['model']}")
+        if on_result is not None:
+            on_result(_ranked(results))
+
+    try:
+        if workers <= 1:
+            for m in todo:
+                finished(evaluate_candidate(m, **kw))
+        elif todo:
+            ctx = multiprocessing.get_context('spawn')
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [pool.submit(evaluate_candidate, m, **kw) for m in todo]
+                for future in as_completed(futures):
+                    finished(future.result())
+    finally:
+        bar.close()
+    return _ranked(results)
+
+
+def _ranked(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(results, key=lambda r: (-r['success_rate'], -r['spl'], r['model']))
-
-
-def _evaluate_kw(args: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-    model, kw = args
-    return evaluate_candidate(model, **kw)
 
 
 def _candidates(paths: list[str]) -> list[str]:
@@ -87,6 +117,34 @@ def _candidates(paths: list[str]) -> list[str]:
     stems = (str(Path(f).with_suffix('')) if Path(f).suffix in ('.safetensors', '.json') else f
              for f in files)
     return list(dict.fromkeys(stems))  # first occurrence wins, order kept
+
+
+#: the settings a ``--json`` file must share with the command that resumes it
+_SETTINGS = ('split', 'episodes', 'seed', 'policy', 'floor_prior', 'engine',
+             'max_episode_steps')
+
+
+def load_partial(path: Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Results of an earlier (possibly interrupted) run in ``path``, keyed by model.
+
+    Raises ``ValueError`` naming the file and the reason when it is unreadable, not a
+    selection, or made with other settings (its figures would not be comparable).
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f'{path}: cannot resume from it: {e}') from e
+    if not isinstance(doc, dict) or not isinstance(doc.get('ranking'), list) or not all(
+            isinstance(r, dict) and {'model', 'success_rate', 'spl'} <= r.keys()
+            for r in doc['ranking']):
+        raise ValueError(f'{path}: cannot resume from it: not a select_translator result')
+    for key in _SETTINGS:
+        if doc.get(key) != settings[key]:
+            raise ValueError(f'{path}: cannot resume from it: it was made with {key}='
+                             f'{doc.get(key)!r}, this run has {settings[key]!r}')
+    return {r['model']: r for r in doc['ranking']}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,21 +162,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--floor-prior', action='store_true',
                    help='drive behind the goggles + the floor prior (the demo\'s '
                    'real_vr_goggles_floor condition) instead of the goggles alone')
-    p.add_argument('--json', type=Path, default=None)
+    p.add_argument('--json', type=Path, default=None,
+                   help='write the ranking here, rewritten after every candidate')
+    p.add_argument('--resume', action='store_true',
+                   help='keep the candidates --json already holds (same settings) and drive '
+                   'only the rest')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
-    results = select(_candidates(args.models), policy=args.policy, episodes=args.episodes,
-                     seed=args.seed, workers=args.workers, engine=args.engine,
-                     max_episode_steps=args.max_episode_steps, floor_prior=args.floor_prior)
+    if args.resume and args.json is None:
+        p.error('--resume needs --json (the file to resume from)')
+    models = _candidates(args.models)
+    settings = {'split': 'train', 'episodes': args.episodes, 'seed': args.seed,
+                'policy': args.policy, 'floor_prior': args.floor_prior, 'engine': args.engine,
+                'max_episode_steps': args.max_episode_steps}
+    done = load_partial(args.json, settings) if args.resume else {}
+    command = ('python -m sim_training.select_translator '
+               + ' '.join(sys.argv[1:] if argv is None else argv))
+
+    def write(ranking: list[dict[str, Any]], complete: bool) -> None:
+        if args.json is not None:
+            doc = {**settings, 'command': command, 'complete': complete, 'ranking': ranking}
+            atomic_write_bytes(args.json, (json.dumps(doc, indent=1) + '\n').encode())
+
+    if done:
+        print(f'resuming {args.json}: {sum(m in done for m in models)} of {len(models)} '
+              'candidates already driven', flush=True)
+    results = select(models, policy=args.policy, episodes=args.episodes, seed=args.seed,
+                     workers=args.workers, engine=args.engine,
+                     max_episode_steps=args.max_episode_steps, floor_prior=args.floor_prior,
+                     done={m: r for m, r in done.items() if m in models},
+                     on_result=lambda ranking: write(ranking, False),
+                     progress=not args.no_progress)
     for r in results:
         lo, hi = r['ci95']
         print(f"{100 * r['success_rate']:5.1f}% [{100 * lo:4.1f}, {100 * hi:4.1f}]  "
               f"SPL {r['spl']:.3f}  {r['model']}")
-    if args.json is not None:
-        doc = {'split': 'train', 'episodes': args.episodes, 'seed': args.seed,
-               'policy': args.policy, 'floor_prior': args.floor_prior,
-               'command': 'python -m sim_training.select_translator '
-               + ' '.join(sys.argv[1:] if argv is None else argv), 'ranking': results}
-        atomic_write_bytes(args.json, (json.dumps(doc, indent=1) + '\n').encode())
+    write(results, True)
     return 0
 
 

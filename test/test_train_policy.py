@@ -7,6 +7,7 @@ determinism), not learning.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,6 +235,62 @@ def test_select_translator_ranks_on_training_layouts(exported, tmp_path):
                         on_step=lambda e, raw, img, info: seen.append(info['layout_seed']))
     assert seen == [e['seed'] for e in r['per_episode']] == ev.eval_seeds(2, 0, 'train')
     assert r['split'] == 'train' and all(v in TRAIN_SEEDS for v in seen)
+
+
+def test_select_translator_keeps_every_candidate_and_resumes(exported, tmp_path, monkeypatch):
+    """An interrupted selection keeps what it drove; --resume drives only the rest."""
+    from tiny_models import save_tiny_generator
+
+    from sim_training import select_translator as sel
+
+    policy, _ = exported
+    models = []
+    for k in range(3):
+        models.append(str(tmp_path / 'snapshots' / f'step_{k:06d}'))
+        save_tiny_generator(Path(models[-1]), seed=k)
+    out = tmp_path / 'sel.json'
+    base = [str(tmp_path / 'snapshots'), '--policy', str(policy), '--episodes', '2',
+            '--max-episode-steps', '4', '--json', str(out), '--no-progress']
+    driven = []
+    real = sel.evaluate_candidate
+
+    def dies_on_third(model, **kw):
+        if len(driven) == 2:
+            raise KeyboardInterrupt
+        driven.append(model)
+        return real(model, **kw)
+
+    monkeypatch.setattr(sel, 'evaluate_candidate', dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        sel.main(base)
+    partial = json.loads(out.read_text())
+    assert partial['complete'] is False
+    assert sorted(r['model'] for r in partial['ranking']) == models[:2]
+    # Resuming reuses the two results it has (marked here) and drives only the third.
+    partial['ranking'][0]['mark'] = 'kept'
+    out.write_text(json.dumps(partial))
+    driven.clear()
+    monkeypatch.setattr(sel, 'evaluate_candidate',
+                        lambda m, **kw: driven.append(m) or real(m, **kw))
+    assert sel.main([*base, '--resume']) == 0
+    doc = json.loads(out.read_text())
+    assert driven == [models[2]] and doc['complete'] is True
+    assert sorted(r['model'] for r in doc['ranking']) == models
+    assert any(r.get('mark') == 'kept' for r in doc['ranking'])
+    fresh = sel.select(models, policy=str(policy), episodes=2, max_episode_steps=4)
+    strip = [{k: v for k, v in r.items() if k != 'mark'} for r in doc['ranking']]
+    assert strip == fresh
+    # A file made with other settings, or not a selection at all, is refused by name.
+    with pytest.raises(ValueError, match=r'sel\.json.*episodes=2.*3'):
+        sel.main([*base[:3], '--episodes', '3', *base[5:], '--resume'])
+    out.write_text('{"ranking": [')
+    with pytest.raises(ValueError, match=r'sel\.json: cannot resume'):
+        sel.main([*base, '--resume'])
+    out.write_text('[1, 2]')
+    with pytest.raises(ValueError, match='not a select_translator result'):
+        sel.main([*base, '--resume'])
+    with pytest.raises(SystemExit):
+        sel.main([str(tmp_path / 'snapshots'), '--resume'])
 
 
 def test_collision_penalty_wrapper():
