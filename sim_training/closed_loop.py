@@ -5,16 +5,24 @@ Runs the shipped sim policy in the simulator's *evaluation* layouts under severa
 goggles, behind each shipped translator preset (through :class:`vr_goggles.goggles.Goggles`,
 the same engine path the ROS node uses), behind a training-free channel-statistics match, and
 the domain-randomisation policy with no goggles. Every condition uses the same layout seeds.
+
+The full run (200 episodes per condition) takes about 20 minutes on two cores, so each
+finished condition is kept in ``OUT/partial/NAME.npz`` (summary, report frames and
+trajectories; no pickle) until ``results.json`` is written, and ``resume=True`` reuses the
+ones made with the same settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+import io
 import json
 from pathlib import Path
+import shutil
 import time
 from typing import Any
+import zipfile
 
 import numpy as np
 
@@ -304,8 +312,56 @@ def write_report(path: Path, conditions: dict[str, dict[str, Any]],
     atomic_write_bytes(path, page.encode('utf-8'))
 
 
-def run_demo(cfg: DemoConfig, out_dir: str | Path, command: str = '') -> dict[str, Any]:
-    """Run every condition, write ``results.json`` and ``report.html``; return the results."""
+#: the settings a kept condition must share with the run that reuses it
+RESUME_KEYS = ('episodes', 'seed', 'engine', 'device', 'precision', 'stats_frames',
+               'max_episode_steps')
+
+
+def save_condition(path: Path, summary: dict[str, Any], recorder: Recorder,
+                   settings: dict[str, Any]) -> None:
+    """Keep one finished condition (atomically): its summary, settings and recordings."""
+    meta = {'settings': settings, 'summary': summary,
+            'trajectories': {str(k): v for k, v in recorder.trajectories.items()}}
+    arrays = {'meta': np.array(json.dumps(meta))}
+    if recorder.frames:
+        arrays['raw'] = np.stack([raw for raw, _ in recorder.frames])
+        arrays['seen'] = np.stack([seen for _, seen in recorder.frames])
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_condition(path: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], Recorder]:
+    """A condition :func:`save_condition` kept.
+
+    Raises ``ValueError`` naming the file and the reason when it is unreadable or was made
+    with other settings (its figures would not share the other conditions' layouts).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z['meta']))
+            frames = list(zip(z['raw'], z['seen'])) if 'raw' in z.files else []
+        summary, kept = meta['summary'], meta['settings']
+        trajectories = {int(k): v for k, v in meta['trajectories'].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+        raise ValueError(f'{path}: cannot resume from it: {type(e).__name__}: {e}') from e
+    for key in RESUME_KEYS:
+        if kept.get(key) != settings[key]:
+            raise ValueError(f'{path}: cannot resume from it: it was run with {key}='
+                             f'{kept.get(key)!r}, this run has {settings[key]!r}')
+    recorder = Recorder()
+    recorder.frames, recorder.trajectories = frames, trajectories
+    return summary, recorder
+
+
+def run_demo(cfg: DemoConfig, out_dir: str | Path, command: str = '',
+             resume: bool = False) -> dict[str, Any]:
+    """Run every condition, write ``results.json`` and ``report.html``; return the results.
+
+    ``resume``: reuse the conditions an interrupted run into ``out_dir`` finished with the
+    same settings (see the module doc); the others run.
+    """
     unknown = [c for c in cfg.conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f'conditions: unknown {unknown}; known: {list(CONDITIONS)}')
@@ -317,10 +373,17 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, command: str = '') -> dict[st
     conditions: dict[str, dict[str, Any]] = {}
     recorders: dict[str, Recorder] = {}
     width = max(map(len, cfg.conditions), default=0)
+    settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
     for name in cfg.conditions:
+        kept = out / 'partial' / f'{name}.npz'
+        if resume and kept.is_file():
+            conditions[name], recorders[name] = load_condition(kept, settings)
+            print(f'{name}: reused from {kept}', flush=True)
+            continue
         result, recorder = run_condition(name, cfg)
         conditions[name] = public_summary(result)
         recorders[name] = recorder
+        save_condition(kept, conditions[name], recorder, settings)
         c = conditions[name]
         print(f'{name:<{width}} success {100 * c["success_rate"]:5.1f}% '
               f'[{100 * c["ci95"][0]:.1f}, {100 * c["ci95"][1]:.1f}] SPL {c["spl"]:.3f} '
@@ -333,4 +396,5 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, command: str = '') -> dict[st
                **meta}
     atomic_write_bytes(out / 'results.json', (json.dumps(results, indent=2) + '\n').encode())
     write_report(out / 'report.html', conditions, recorders, command, meta)
+    shutil.rmtree(out / 'partial', ignore_errors=True)  # finished: nothing left to resume
     return results

@@ -103,3 +103,47 @@ def test_floor_condition_needs_a_pose_first():
         t(np.zeros((64, 64, 3), np.uint8))
     t.observe({'agent_pos': np.array([1.0, -2.0]), 'agent_dir': 0.5})
     assert t.pose == (1.0, -2.0, 0.5)
+
+
+def test_interrupted_demo_resumes_with_what_it_finished(tmp_path, monkeypatch, capsys):
+    """Each finished condition is kept; --resume runs only the rest, same settings only."""
+    from sim_training import closed_loop
+
+    cfg = DemoConfig(episodes=1, seed=4, engine='torch', progress=False, stats_frames=4,
+                     max_episode_steps=5, conditions=['sim', 'real_no_goggles'])
+    real = closed_loop.run_condition
+    ran = []
+
+    def dies_on_second(name, c):
+        if ran:
+            raise KeyboardInterrupt
+        ran.append(name)
+        return real(name, c)
+
+    monkeypatch.setattr(closed_loop, 'run_condition', dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(cfg, tmp_path, command='first')
+    kept = tmp_path / 'partial' / 'sim.npz'
+    assert kept.is_file() and not (tmp_path / 'results.json').exists()
+    first_sim, first_rec = closed_loop.load_condition(
+        kept, {k: getattr(cfg, k) for k in closed_loop.RESUME_KEYS})
+    assert first_rec.frames and first_rec.trajectories  # what the report draws is kept too
+    # Other settings are refused by name; a damaged file by path and reason.
+    with pytest.raises(ValueError, match=r'sim\.npz.*episodes=1.*2'):
+        run_demo(DemoConfig(**{**cfg.__dict__, 'episodes': 2}), tmp_path, resume=True)
+    ran.clear()
+    monkeypatch.setattr(closed_loop, 'run_condition',
+                        lambda name, c: ran.append(name) or real(name, c))
+    results = run_demo(cfg, tmp_path, command='resumed', resume=True)
+    assert ran == ['real_no_goggles']
+    assert results['conditions']['sim'] == json.loads(json.dumps(first_sim))
+    assert list(results['conditions']) == ['sim', 'real_no_goggles']
+    assert (tmp_path / 'report.html').is_file() and not (tmp_path / 'partial').exists()
+    kept.parent.mkdir()
+    kept.write_bytes(b'PK\x03\x04 not a zip')
+    with pytest.raises(ValueError, match=r'sim\.npz: cannot resume'):
+        run_demo(cfg, tmp_path, resume=True)
+    rc = cli.main(['demo', '--episodes', '1', '--seed', '4', '--engine', 'torch',
+                   '--max-steps', '5', '--conditions', 'sim', '--out', str(tmp_path),
+                   '--no-progress', '--resume'])
+    assert rc == 1 and 'sim.npz: cannot resume' in capsys.readouterr().err

@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument('--max-steps', type=int, default=None,
                    help='episode step limit (default: the environment\'s, 120)')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--resume', action='store_true',
+                   help='reuse the conditions an interrupted run into --out finished with the '
+                        'same settings (kept in OUT/partial/ until results.json is written)')
     p.set_defaults(func=run)
     return p
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(episodes=args.episodes, seed=args.seed, conditions=conditions,
                      engine=args.engine, device=args.device, precision=args.precision,
                      max_episode_steps=args.max_steps, progress=not args.no_progress)
-    results = run_demo(cfg, args.out, command=getattr(args, 'command_line', 'vr-goggles demo'))
+    results = run_demo(cfg, args.out, command=getattr(args, 'command_line', 'vr-goggles demo'),
+                       resume=args.resume)
     print()
     print(format_table(results['conditions']))
     for goal, ok in results['goals'].items():
