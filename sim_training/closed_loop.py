@@ -26,6 +26,7 @@ import zipfile
 
 import numpy as np
 
+from sim_training.config_cli import setting_differences
 from sim_training.evaluate_policy import ENV_ID, run_episodes
 from vr_goggles.goggles import Goggles
 from vr_goggles.policy import Policy
@@ -346,10 +347,9 @@ def load_condition(path: Path, settings: dict[str, Any]) -> tuple[dict[str, Any]
         trajectories = {int(k): v for k, v in meta['trajectories'].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         raise ValueError(f'{path}: cannot resume from it: {type(e).__name__}: {e}') from e
-    for key in RESUME_KEYS:
-        if kept.get(key) != settings[key]:
-            raise ValueError(f'{path}: cannot resume from it: it was run with {key}='
-                             f'{kept.get(key)!r}, this run has {settings[key]!r}')
+    diff = setting_differences(kept, settings, RESUME_KEYS)
+    if diff:
+        raise ValueError(f'{path}: cannot resume from it: run with other settings ({diff})')
     recorder = Recorder()
     recorder.frames, recorder.trajectories = frames, trajectories
     return summary, recorder

@@ -1,11 +1,17 @@
-"""Command-line help for the training scripts' typed configs (CleanRL-style dataclasses)."""
+"""Typed configs of the training scripts (CleanRL-style dataclasses): command-line help.
+
+Also the settings check of the jobs that resume a saved run (segmenter training, translator
+selection, the demo).
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Iterable, Mapping
 import dataclasses
 import inspect
+from typing import Any
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -46,3 +52,14 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=docs.get(f.name, ''))
         else:
             parser.add_argument(flag, type=typ, default=f.default, help=docs.get(f.name, ''))
+
+
+def setting_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any],
+                        keys: Iterable[str]) -> str:
+    """Where a saved run's settings differ from this run's, over ``keys``.
+
+    ``'key=saved vs wanted, ...'``, or ``''`` where they agree: a resumed job refuses to mix
+    figures or weights made under other settings, and says which.
+    """
+    return ', '.join(f'{k}={saved.get(k)!r} vs {wanted[k]!r}' for k in keys
+                     if saved.get(k) != wanted[k])

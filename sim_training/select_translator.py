@@ -26,6 +26,7 @@ from pathlib import Path
 import sys
 from typing import Any
 
+from sim_training.config_cli import setting_differences
 from vr_goggles.weights import atomic_write_bytes
 
 
@@ -75,8 +76,9 @@ def select(models: list[str], *, policy: str = 'policy_sim', episodes: int = 100
         raise ValueError('no candidate models given')
     kw = dict(policy=policy, episodes=episodes, seed=seed, engine=engine,
               max_episode_steps=max_episode_steps, floor_prior=floor_prior)
-    results = [(done or {})[m] for m in models if m in (done or {})]
-    todo = [m for m in models if m not in (done or {})]
+    done = done or {}
+    results = [done[m] for m in models if m in done]
+    todo = [m for m in models if m not in done]
     from tqdm import tqdm
 
     bar = tqdm(total=len(models), initial=len(results), unit='candidate', disable=not progress)
@@ -119,16 +121,13 @@ def _candidates(paths: list[str]) -> list[str]:
     return list(dict.fromkeys(stems))  # first occurrence wins, order kept
 
 
-#: the settings a ``--json`` file must share with the command that resumes it
-_SETTINGS = ('split', 'episodes', 'seed', 'policy', 'floor_prior', 'engine',
-             'max_episode_steps')
-
-
 def load_partial(path: Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Results of an earlier (possibly interrupted) run in ``path``, keyed by model.
 
-    Raises ``ValueError`` naming the file and the reason when it is unreadable, not a
-    selection, or made with other settings (its figures would not be comparable).
+    ``settings``: this run's (``split`` and :func:`select`'s keywords but ``workers``), which
+    the file must share. Raises ``ValueError`` naming the file and the reason when it is
+    unreadable, not a selection, or made with other settings (its figures would not be
+    comparable).
     """
     try:
         doc = json.loads(Path(path).read_text())
@@ -140,10 +139,9 @@ def load_partial(path: Path, settings: dict[str, Any]) -> dict[str, dict[str, An
             isinstance(r, dict) and {'model', 'success_rate', 'spl'} <= r.keys()
             for r in doc['ranking']):
         raise ValueError(f'{path}: cannot resume from it: not a select_translator result')
-    for key in _SETTINGS:
-        if doc.get(key) != settings[key]:
-            raise ValueError(f'{path}: cannot resume from it: it was made with {key}='
-                             f'{doc.get(key)!r}, this run has {settings[key]!r}')
+    diff = setting_differences(doc, settings, settings)
+    if diff:
+        raise ValueError(f'{path}: cannot resume from it: made with other settings ({diff})')
     return {r['model']: r for r in doc['ranking']}
 
 
@@ -172,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.json is None:
         p.error('--resume needs --json (the file to resume from)')
     models = _candidates(args.models)
-    settings = {'split': 'train', 'episodes': args.episodes, 'seed': args.seed,
-                'policy': args.policy, 'floor_prior': args.floor_prior, 'engine': args.engine,
-                'max_episode_steps': args.max_episode_steps}
+    kw = dict(policy=args.policy, episodes=args.episodes, seed=args.seed, engine=args.engine,
+              max_episode_steps=args.max_episode_steps, floor_prior=args.floor_prior)
+    settings = {'split': 'train', **kw}
     done = load_partial(args.json, settings) if args.resume else {}
     command = ('python -m sim_training.select_translator '
                + ' '.join(sys.argv[1:] if argv is None else argv))
@@ -187,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if done:
         print(f'resuming {args.json}: {sum(m in done for m in models)} of {len(models)} '
               'candidates already driven', flush=True)
-    results = select(models, policy=args.policy, episodes=args.episodes, seed=args.seed,
-                     workers=args.workers, engine=args.engine,
-                     max_episode_steps=args.max_episode_steps, floor_prior=args.floor_prior,
+    results = select(models, workers=args.workers, **kw,
                      done={m: r for m, r in done.items() if m in models},
                      on_result=lambda ranking: write(ranking, False),
                      progress=not args.no_progress)

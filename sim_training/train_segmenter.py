@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sim_training.config_cli import setting_differences
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
 from vr_goggles.metrics import confusion_matrix, iou_per_class, mean_iou
 from vr_goggles.models.segmenter import SegmentationNet
@@ -91,12 +92,10 @@ def _load_checkpoint(path: Path, cfg: SegmenterConfig) -> dict:
         int(state['step'])
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is refused by name
         raise ValueError(f'{path}: unreadable checkpoint ({type(e).__name__}: {e})') from None
-    diff = sorted(k for k, v in asdict(cfg).items()
-                  if k not in _RESUMABLE_CHANGES and saved.get(k) != v)
+    wanted = asdict(cfg)
+    diff = setting_differences(saved, wanted, sorted(set(wanted) - set(_RESUMABLE_CHANGES)))
     if diff:
-        raise ValueError(f'{path}: checkpoint of a different run ('
-                         + ', '.join(f'{k}={saved.get(k)!r} vs {getattr(cfg, k)!r}'
-                                     for k in diff) + ')')
+        raise ValueError(f'{path}: checkpoint of a different run ({diff})')
     return state
 
 
