@@ -6,7 +6,9 @@ Layout::
 
     DIR/images/000000.png          RGB frames
     DIR/labels/000000.png          mono8 class ids (vr_goggles.semantics), for sim/randomized
-    DIR/eval_labels/000000.png     the same for --domain real: evaluation only, never training
+    DIR/eval_labels/000000.png     the same for --domain real: evaluation only, never training;
+                                   with --hand-labels they go to DIR/labels instead: they then
+                                   stand in for camera frames labelled by hand (segmenter_real)
     DIR/targets/000000.png         --targets sim (with --domain randomized): the same state
                                    rendered in the sim look, pixel-aligned (the translator's
                                    paired term); physical randomisation is then off
@@ -205,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--size', type=int, default=64, help='image size (default 64)')
     p.add_argument('--labels', action=argparse.BooleanOptionalAction, default=True,
                    help='write label PNGs (default on)')
+    p.add_argument('--hand-labels', action='store_true',
+                   help='--domain real: write the labels to DIR/labels, for training, as a '
+                        'stand-in for camera frames labelled by hand (default: '
+                        'DIR/eval_labels, evaluation only)')
     p.add_argument('--trajectories', type=int, default=0, metavar='K',
                    help='also write K driven paths of consecutive frames')
     p.add_argument('--steps', type=int, default=50, metavar='T',
@@ -231,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         # the real domain stands in for the real world, where no aligned sim frame exists
         print('error: --targets needs --domain randomized', file=sys.stderr)
         return 2
+    if args.hand_labels and (args.domain != 'real' or not args.labels):
+        print('error: --hand-labels needs --domain real and labels', file=sys.stderr)
+        return 2
     if args.bag is not None:
         if args.bag.exists():
             print(f'error: --bag {args.bag} already exists', file=sys.stderr)
@@ -245,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     label_dir = None
     if args.labels:
-        label_dir = 'eval_labels' if args.domain == 'real' else 'labels'
+        label_dir = ('eval_labels' if args.domain == 'real' and not args.hand_labels
+                     else 'labels')
     paired = args.targets is not None
     env = ChairNavEnv(domain=args.domain, obs_size=args.size, labels=args.labels,
                       split=args.split, physical_randomization=False if paired else None)

@@ -109,6 +109,23 @@ def test_collect_refuses_targets_outside_the_randomized_domain(tmp_path, capsys)
     assert not (tmp_path / 'x').exists()
 
 
+def test_collect_hand_labels_are_the_eval_labels_made_trainable(tmp_path, capsys):
+    """--hand-labels: the same real-proxy frames and labels, in DIR/labels for training."""
+    common = ['--domain', 'real', '--n', '3', '--seed', '7', '--no-progress']
+    assert collect.main(common + ['--out', str(tmp_path / 'e')]) == 0
+    assert collect.main(common + ['--out', str(tmp_path / 'h'), '--hand-labels']) == 0
+    assert not (tmp_path / 'h' / 'eval_labels').exists()
+    for name in ('000000.png', '000002.png'):
+        assert (tmp_path / 'h' / 'labels' / name).read_bytes() == (
+            tmp_path / 'e' / 'eval_labels' / name).read_bytes()
+        assert (tmp_path / 'h' / 'images' / name).read_bytes() == (
+            tmp_path / 'e' / 'images' / name).read_bytes()
+    assert json.loads((tmp_path / 'h' / 'meta.json').read_text())['labels'] == 'labels'
+    assert collect.main(['--domain', 'sim', '--hand-labels', '--n', '1',
+                         '--out', str(tmp_path / 's'), '--no-progress']) == 2
+    assert '--hand-labels needs --domain real' in capsys.readouterr().err
+
+
 def test_collect_refuses_a_target_environment_that_leaves_the_source_state(tmp_path):
     """A target env in another layout is caught at the first frame, before any target PNG."""
     from sim_training.envs.chair_nav import ChairNavEnv

@@ -12,8 +12,10 @@ from sim_training.closed_loop import CONDITIONS, DemoConfig, goals, run_demo  # 
 from vr_goggles import cli  # noqa: E402
 from vr_goggles.weights import SHIPPED_DIR  # noqa: E402
 
-NEEDED = {c[0] for c in CONDITIONS.values()} | {'segmenter_dr', 'segmenter_dr2'} | {
-    c[2].partition('+')[0] for c in CONDITIONS.values() if c[2] not in (None, 'stats_match')}
+SEGMENTERS = {'segmenter_dr', 'segmenter_dr2', 'segmenter_real'}
+NEEDED = {c[0] for c in CONDITIONS.values()} | SEGMENTERS | {
+    c[2].partition('+')[0] for c in CONDITIONS.values()
+    if c[2] not in (None, 'stats_match') and not c[2].startswith('semantic:')}
 missing = sorted(n for n in NEEDED if not (SHIPPED_DIR / f'{n}.safetensors').exists())
 pytestmark = pytest.mark.skipif(bool(missing), reason=f'shipped weights missing: {missing}')
 
@@ -40,7 +42,8 @@ def test_results_json_schema_and_all_conditions(demo_run):
         assert 0.0 <= lo <= c['success_rate'] <= hi <= 1.0
         assert 0.0 <= c['spl'] <= 1.0
     assert set(on_disk['goals']) == {'vr_goggles_ge_0.85x_sim', 'no_goggles_le_0.5x_sim',
-                                     'vr_goggles_gt_cyclegan'}
+                                     'vr_goggles_gt_cyclegan',
+                                     'semantic_goggles_ge_0.85x_sim'}
 
 
 def test_conditions_share_identical_seeds(demo_run):
@@ -68,6 +71,10 @@ def test_goggled_conditions_ran_through_the_engine(demo_run):
     chair = results['conditions']['real_vr_goggles_floor_chair']['transform']
     assert chair['floor_prior']['paint'] == ['chair']
     assert chair['floor_prior']['paint_segmenter'] == 'segmenter_dr2'
+    semantic = results['conditions']['real_semantic_goggles']['transform']
+    assert semantic['model'] is None  # no generator
+    assert semantic['segmenter'] == 'segmenter_real'
+    assert semantic['paint'] == ['chair', 'wall', 'ceiling', 'object']
 
 
 def test_report_is_self_contained(demo_run):
@@ -87,6 +94,9 @@ def test_goals_known_answers():
                         'vr_goggles_gt_cyclegan': True}
     c['real_vr_goggles']['success_rate'] = 0.6
     assert goals(c)['vr_goggles_gt_cyclegan'] is False
+    c['real_semantic_goggles'] = {'success_rate': 0.84}
+    assert goals(c)['semantic_goggles_ge_0.85x_sim'] is False
+    assert goals(c)['vr_goggles_ge_0.85x_sim'] is False
 
 
 def test_cli_rejects_unknown_condition(tmp_path, capsys):

@@ -119,8 +119,34 @@ def test_paint_fills_segmented_classes_anywhere_and_floor_is_not_paintable():
     assert (out2[chair & ~left] == 7).all()  # segment's chair, not paint_segment's: untouched
     with pytest.raises(ValueError, match='is the floor'):
         FloorPrior(segment, floor_id, r, paint={floor_id: (0, 0, 0)})
-    with pytest.raises(ValueError, match="no sim colour for \\['wall'\\]"):
-        make_floor_prior(paint=('wall',))
+    with pytest.raises(ValueError, match="no sim colour for \\['void'\\]"):
+        make_floor_prior(paint=('void',))
+
+
+def test_semantic_paint_renders_the_sim_frame_from_the_classes():
+    """With every class painted, only void pixels keep the generator's output."""
+    from vr_goggles import semantics as S
+    from vr_goggles.floor_prior import SEMANTIC_PAINT, SIM_CLASS_RGB
+
+    r = FloorRenderer(16, SIM_CAMERA)
+    labels = np.full((16, 16), S.WALL, np.uint8)
+    labels[:2] = S.CEILING
+    labels[r.valid] = S.FLOOR
+    labels[9:12, 3:6] = S.CHAIR
+    labels[9:12, 10:13] = S.OBJECT
+    labels[0, 0] = S.VOID
+    paint = {S.CLASS_NAMES.index(c): SIM_CLASS_RGB[c] for c in SEMANTIC_PAINT}
+    prior = FloorPrior(lambda frames: labels[None], S.FLOOR, r, paint=paint)
+    pose = (1.0, 2.0, -0.3)
+    out = prior(np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 7, np.uint8), pose)
+    want = np.full((16, 16, 3), 7, np.uint8)
+    for name in SEMANTIC_PAINT:
+        want[labels == S.CLASS_NAMES.index(name)] = SIM_CLASS_RGB[name]
+    floor = labels == S.FLOOR
+    want[floor] = r.render(pose)[floor]
+    assert np.array_equal(out, want)
+    assert (out[0, 0] == 7).all()  # void: the goggles' pixel
+    assert (out[10, 11] == SIM_CLASS_RGB['wall']).all()  # a distractor hidden in the wall
 
 
 def test_bad_geometry_is_refused():

@@ -283,16 +283,26 @@ def test_floor_paint_parameters_build_the_prior_or_fail_configure(ctx, tiny):
     from vr_goggles.floor_prior import SIM_CLASS_RGB
     from vr_goggles.nodes.goggles_node import GogglesNode
 
-    for ns, paint, want in (('/paint1', 'chair', R.SUCCESS), ('/paint2', 'wall', R.FAILURE)):
+    semantic = [Parameter('floor_segmenter', value='segmenter_real'),
+                Parameter('floor_paint_segmenter', value='')]
+    for ns, paint, extra, want in (
+            ('/paint1', 'chair', [], R.SUCCESS), ('/paint2', 'sky', [], R.FAILURE),
+            ('/paint3', 'chair,wall,ceiling,object', semantic, R.SUCCESS)):
         node = GogglesNode(context=ctx, namespace=ns, parameter_overrides=[
             Parameter('model', value=tiny['gen']), Parameter('engine', value='torch'),
-            Parameter('floor_prior', value=True), Parameter('floor_paint', value=paint)])
+            Parameter('floor_prior', value=True), Parameter('floor_paint', value=paint),
+            *extra])
         try:
             assert node.trigger_configure() == want
-            if want == R.SUCCESS:
+            if ns == '/paint1':
                 assert list(node.prior.paint) == [4]  # semantics.CHAIR
                 assert tuple(node.prior.paint[4]) == SIM_CLASS_RGB['chair']
                 assert node.prior.paint_segment.name == 'segmenter_dr2'
+            elif ns == '/paint3':  # the semantic goggles: one segmenter for every class
+                assert list(node.prior.paint) == [4, 2, 3, 5]
+                assert tuple(node.prior.paint[5]) == SIM_CLASS_RGB['wall']  # hidden
+                assert node.prior.segment.name == 'segmenter_real'
+                assert node.prior.paint_segment is None
         finally:
             node.close()
             node.destroy_node()

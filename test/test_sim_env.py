@@ -330,3 +330,23 @@ def test_floor_prior_chair_colour_is_the_sim_chairs_mean(envs):
     assert len(chair) > 100
     assert np.abs(chair.mean(axis=0) - SIM_CLASS_RGB['chair']).max() < 12.0
     assert np.abs(chair.mean(axis=0) - 128).max() > 40  # a dark colour, not mid grey
+
+
+def test_floor_prior_wall_and_ceiling_colours_are_the_sims_and_flat(envs):
+    """The semantic paint fills walls and ceiling flat: right only if the sim's are near-flat."""
+    from vr_goggles.floor_prior import SEMANTIC_PAINT, SIM_CLASS_RGB
+
+    env = envs['sim']
+    pixels: dict[int, list[np.ndarray]] = {semantics.WALL: [], semantics.CEILING: []}
+    for seed in (1, 2, 3, 4, 5, 6):
+        obs, info = env.reset(seed=seed)
+        for cls, got in pixels.items():
+            got.append(obs[info['labels'] == cls].astype(float))
+    for cls, name in ((semantics.WALL, 'wall'), (semantics.CEILING, 'ceiling')):
+        px = np.concatenate(pixels[cls])
+        assert len(px) > 100, name  # the camera looks down: little ceiling
+        assert np.abs(px.mean(axis=0) - SIM_CLASS_RGB[name]).max() < 6.0, name
+        assert px.std(axis=0).max() < 10.0, name  # flat: a fill loses next to nothing
+    # distractors are hidden in the wall colour, not painted in their own
+    assert SIM_CLASS_RGB['object'] == SIM_CLASS_RGB['wall']
+    assert set(SEMANTIC_PAINT) == set(SIM_CLASS_RGB)

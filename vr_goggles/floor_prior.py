@@ -118,8 +118,21 @@ class FloorRenderer:
 
 #: The flat colour the prior paints a class in: the sim look's mean RGB of that class, measured
 #: over sim frames of training layouts (``test_sim_env`` checks it against the simulator).
-#: The sim chair is one dark mesh texture under one light, so a flat fill is close to it.
-SIM_CLASS_RGB: dict[str, tuple[int, int, int]] = {'chair': (82, 70, 71)}
+#: The sim chair is one dark mesh texture under one light and the sim walls and ceiling are
+#: near-uniform (per-channel std 3-5), so a flat fill is close to them. Distractors
+#: (``object``) are hidden in the wall colour instead of painted in theirs: the sim policy
+#: drives as well past invisible distractors (94 %) but is misled by flat blobs (85 %,
+#: ``docs/floor_prior_chair.json``).
+SIM_CLASS_RGB: dict[str, tuple[int, int, int]] = {
+    'chair': (82, 70, 71),
+    'wall': (154, 153, 150),
+    'ceiling': (110, 110, 110),
+    'object': (154, 153, 150),
+}
+
+#: Every class but the floor (rendered) and void: with an exact segmenter the goggled frame is
+#: then the sim frame rendered from the camera frame's classes and the odometry pose.
+SEMANTIC_PAINT: tuple[str, ...] = ('chair', 'wall', 'ceiling', 'object')
 
 
 class FloorPrior:
@@ -228,6 +241,8 @@ def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
     floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on four times as
     many randomised frames as ``segmenter_dr``: it finds the chair better, the floor less
     completely, so each does the job it is better at (``docs/floor_prior_chair.json``).
+    A segmenter that also learned from labelled camera frames (``segmenter_real``) does every
+    class: ``segmenter='segmenter_real'``, ``paint=SEMANTIC_PAINT``, ``paint_segmenter=''``.
     """
     from vr_goggles.semantics import CLASS_NAMES, FLOOR
 

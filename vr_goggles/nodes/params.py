@@ -126,7 +126,9 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
               'camera frame for floor_prior: a shipped name or a weights path.',
               read_only=True),
     ParamSpec('floor_paint', '', 'floor_prior: comma-separated classes also painted in their '
-              "flat sim colour where floor_paint_segmenter finds them ('chair'; '' none).",
+              "flat sim colour where floor_paint_segmenter finds them ('chair'; "
+              "'chair,wall,ceiling,object' with segmenter_real hides distractors in the wall "
+              "colour; '' none).",
               read_only=True),
     ParamSpec('floor_paint_segmenter', 'segmenter_dr2', 'floor_prior: segmenter that finds '
               "the classes of floor_paint: a shipped name or a weights path ('' = "
