@@ -856,35 +856,26 @@ def _shipped(name: str) -> bool:
         return False
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_navigation_pipeline_reaches_the_chair(h):
-    """A few eval episodes through the real nodes over DDS reach the chair as offline does.
+def _ros_pipeline_matches_offline(h, transform, goggles_params: dict, pol: str) -> None:
+    """Drive eval layouts through sim_bridge -> goggles_node -> policy_node and offline.
 
-    sim_bridge renders the 'real' domain, goggles_node translates, policy_node drives. The
-    same goggles + policy run offline (no ROS) on the same layouts give the reference; the ROS
-    pipeline may lose at most one episode to timing (a command computed from the previous
-    frame when the machine is busy).
+    ``transform`` is what goggles_node computes, without ROS (``observe(info)``, if it has one,
+    takes the simulator's pose first, as goggles_node takes ``odom``). The goggles do not solve
+    every layout, and which ones they solve is a property of the weights, not of the ROS
+    pipeline: run the first SCAN eval layouts offline and put the ROS pipeline on the window
+    of consecutive layouts where offline succeeds most. The ROS pipeline may lose at most one
+    episode to timing (a command computed from the previous frame when the machine is busy).
     """
-    gen = os.environ.get('VR_GOGGLES_TEST_GOGGLES', 'goggles_vr_goggles')
-    pol = os.environ.get('VR_GOGGLES_TEST_POLICY', 'policy_sim')
-    for name in (gen, pol):
-        if not _shipped(name):
-            pytest.skip(f'weights {name!r} are not in vr_goggles/weights yet (they arrive with '
-                        'the trained models; VR_GOGGLES_TEST_GOGGLES/_POLICY pick others)')
-    os.environ.setdefault('PYGLET_HEADLESS', '1')
+    import json
+
     chair_nav = pytest.importorskip('sim_training.envs.chair_nav',
                                     reason='needs the simulator (pip install .[train])')
-    from vr_goggles.goggles import Goggles
     from vr_goggles.nodes.sim_bridge import SimBridge
     from vr_goggles.policy import Policy
 
-    # The goggles do not solve every layout, and which ones they solve is a property of the
-    # weights, not of the ROS pipeline: run the first SCAN eval layouts offline and put the ROS
-    # pipeline on the window of consecutive layouts where offline succeeds most.
     episodes, scan = 3, 18
-    goggles = Goggles.from_model(gen, engine='torch')
     policy = Policy.load(pol)
+    observe = getattr(transform, 'observe', None)
     env = chair_nav.ChairNavEnv(domain='real', split='eval')
     solved = []
     try:
@@ -893,7 +884,9 @@ def test_navigation_pipeline_reaches_the_chair(h):
             policy.reset()
             done = False
             while not done:
-                obs, _, term, trunc, info = env.step(policy.act(goggles(obs)))
+                if observe is not None:
+                    observe(info)
+                obs, _, term, trunc, info = env.step(policy.act(transform(obs)))
                 done = term or trunc
             solved.append(bool(info['success']))
     finally:
@@ -905,15 +898,14 @@ def test_navigation_pipeline_reaches_the_chair(h):
         pytest.fail(f'offline the shipped goggles + policy reach the chair in 0/{scan} '
                     'eval layouts: nothing for the ROS pipeline to reproduce')
 
-    import json
-
     eps = collector(h, String, h.topic('episode'), QoSProfile(depth=10))
     h.add(SimBridge(namespace=h.ns, context=h.ctx, parameter_overrides=[
         Parameter('domain', value='real'), Parameter('split', value='eval'),
         Parameter('episodes', value=episodes), Parameter('seed', value=start),
         Parameter('step_period', value=0.15),
         Parameter('rate', value=5.0)]), start=False)
-    h.goggles({'gen': gen}, cli_args=['--ros-args', '-r', 'image:=camera/image_raw'])
+    h.goggles({'gen': goggles_params.pop('model')},
+              cli_args=['--ros-args', '-r', 'image:=camera/image_raw'], **goggles_params)
     h.policy({'pol': pol}, rate=50.0)
     limit = episodes * (chair_nav.DEFAULT_MAX_EPISODE_STEPS + 5) * 0.15 + 30
     assert wait_for(lambda: len(eps) >= episodes, limit, step=0.2), [m.data for _, m in eps]
@@ -922,3 +914,45 @@ def test_navigation_pipeline_reaches_the_chair(h):
     assert [r['layout_seed'] for r in results] == seeds
     assert sum(ros) >= 1 and sum(ros) >= sum(offline) - 1, (
         f'ROS pipeline {sum(ros)}/{episodes} vs offline {sum(offline)}/{episodes}: {results}')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_navigation_pipeline_reaches_the_chair(h):
+    """A few eval episodes through the real nodes over DDS reach the chair as offline does.
+
+    sim_bridge renders the 'real' domain, goggles_node translates, policy_node drives.
+    """
+    gen = os.environ.get('VR_GOGGLES_TEST_GOGGLES', 'goggles_vr_goggles')
+    pol = os.environ.get('VR_GOGGLES_TEST_POLICY', 'policy_sim')
+    for name in (gen, pol):
+        if not _shipped(name):
+            pytest.skip(f'weights {name!r} are not in vr_goggles/weights yet (they arrive with '
+                        'the trained models; VR_GOGGLES_TEST_GOGGLES/_POLICY pick others)')
+    os.environ.setdefault('PYGLET_HEADLESS', '1')
+    from vr_goggles.goggles import Goggles
+
+    _ros_pipeline_matches_offline(h, Goggles.from_model(gen, engine='torch'),
+                                  {'model': gen}, pol)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_semantic_goggles_pipeline_reaches_the_chair(h):
+    """The semantic goggles through the real nodes: goggles_node's floor prior + full paint.
+
+    goggles_node reads sim_bridge's odom, finds every class with segmenter_real and paints
+    over all of its generator's frame; offline, the demo's real_semantic_goggles transform.
+    """
+    for name in ('goggles_vr_goggles', 'policy_sim', 'segmenter_real'):
+        if not _shipped(name):
+            pytest.skip(f'weights {name!r} are not in vr_goggles/weights')
+    pytest.importorskip('nav_msgs.msg', reason='floor_prior needs nav_msgs/Odometry')
+    os.environ.setdefault('PYGLET_HEADLESS', '1')
+    closed_loop = pytest.importorskip('sim_training.closed_loop')
+
+    transform, _ = closed_loop.semantic_goggles('segmenter_real')
+    _ros_pipeline_matches_offline(h, transform, {
+        'model': 'goggles_vr_goggles', 'floor_prior': True,
+        'floor_segmenter': 'segmenter_real', 'floor_paint': 'chair,wall,ceiling,object',
+        'floor_paint_segmenter': ''}, 'policy_sim')
