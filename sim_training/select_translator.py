@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'resuming {args.json}: {sum(m in done for m in models)} of {len(models)} '
               'candidates already driven', flush=True)
     results = select(models, workers=args.workers, **kw,
-                     done={m: r for m, r in done.items() if m in models},
+                     done=done,
                      on_result=lambda ranking: write(ranking, False),
                      progress=not args.no_progress)
     for r in results:
