@@ -76,7 +76,7 @@ lint: venv-test
 bench: venv
 	$(BIN)/vr-goggles bench --json out/bench_engines.json
 	$(PY) -m sim_training.bench_env
-	$(PY) -m vr_goggles.bench_node
+	$(PY) -m vr_goggles.bench.node
 
 clean:
 	rm -rf out build install log .pytest_cache

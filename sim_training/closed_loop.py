@@ -31,8 +31,8 @@ import numpy as np
 from sim_training.config_cli import setting_differences
 from sim_training.evaluate_policy import ENV_ID, run_episodes
 from vr_goggles.goggles import Goggles
+from vr_goggles.goggles.stats_match import ChannelStats, StatsMatcher
 from vr_goggles.policy import Policy
-from vr_goggles.stats_match import ChannelStats, StatsMatcher
 from vr_goggles.weights import atomic_write_bytes
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -130,7 +130,9 @@ class Recorder:
 
 
 class GogglesWithFloor:
-    """The goggles, then the floor prior (:mod:`vr_goggles.floor_prior`) at the robot's pose.
+    """The goggles, then the floor prior at the robot's pose.
+
+    (:mod:`vr_goggles.goggles.floor_prior`)
 
     The pose is the simulator's (``info['agent_pos']``, ``info['agent_dir']``): ideal wheel
     odometry, which a robot reads from ``/odom``. ``observe`` takes it (``run_episodes``'s
@@ -187,8 +189,8 @@ def semantic_goggles(segmenter: str) -> tuple[GogglesWithFloor, dict[str, Any]]:
     """
     from functools import partial
 
-    from vr_goggles.floor_prior import SEMANTIC_PAINT, make_floor_prior
-    from vr_goggles.preprocess import resize
+    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT, make_floor_prior
+    from vr_goggles.image.preprocess import resize
     from vr_goggles.weights import load_card, resolve
 
     size = tuple(int(v) for v in load_card(resolve(segmenter)).input_size)
@@ -201,7 +203,7 @@ def semantic_goggles(segmenter: str) -> tuple[GogglesWithFloor, dict[str, Any]]:
 def with_floor_prior(goggles: Goggles,
                      paint: tuple[str, ...] = ()) -> tuple[GogglesWithFloor, dict[str, Any]]:
     """``goggles`` followed by the floor prior at their input size, and what that prior is."""
-    from vr_goggles.floor_prior import make_floor_prior
+    from vr_goggles.goggles.floor_prior import make_floor_prior
 
     prior = make_floor_prior(size=goggles.input_size[0], paint=paint)
     info = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
@@ -282,7 +284,7 @@ def format_table(conditions: dict[str, dict[str, Any]]) -> str:
 def write_report(path: Path, conditions: dict[str, dict[str, Any]],
                  recorders: dict[str, Recorder], command: str, meta: dict[str, Any]) -> None:
     """Self-contained HTML: table, bar chart, frame strips real | goggled, trajectories."""
-    from vr_goggles import report
+    from vr_goggles.replay import html as report
 
     rows = [[n, f'{100 * c["success_rate"]:.1f}%',
              f'[{100 * c["ci95"][0]:.1f}, {100 * c["ci95"][1]:.1f}]', f'{c["spl"]:.3f}',

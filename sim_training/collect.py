@@ -5,14 +5,14 @@
 Layout::
 
     DIR/images/000000.png          RGB frames
-    DIR/labels/000000.png          mono8 class ids (vr_goggles.semantics), for sim/randomized
+    DIR/labels/000000.png          mono8 class ids (vr_goggles.image.semantics), for sim/randomized
     DIR/eval_labels/000000.png     the same for --domain real: evaluation only, never training;
                                    with --hand-labels they go to DIR/labels instead: they then
                                    stand in for camera frames labelled by hand (segmenter_real)
     DIR/targets/000000.png         --targets sim (with --domain randomized): the same state
                                    rendered in the sim look, pixel-aligned (the translator's
                                    paired term); physical randomisation is then off
-    DIR/classes.json               vr_goggles.semantics.classes_json()
+    DIR/classes.json               vr_goggles.image.semantics.classes_json()
     DIR/meta.json                  domain, seed, n, size, split, command, counts
     DIR/sequences/KKK/000000.png   --trajectories K: K driven paths of --steps T frames
     DIR/sequences/KKK/poses.json   per frame: action taken before it, pose, distance, success
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vr_goggles.actions import CONTROL_PERIOD, FORWARD, TURN_LEFT, TURN_RIGHT
+from vr_goggles.policy.actions import CONTROL_PERIOD, FORWARD, TURN_LEFT, TURN_RIGHT
 
 #: Stamp of the first bag message (fixed, so bags are reproducible): 2024-01-01T00:00:00Z.
 BAG_START_NS = 1_704_067_200 * 10**9
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import sim_training  # noqa: F401  (headless pyglet before the env module loads)
     from sim_training.envs.chair_nav import ChairNavEnv
-    from vr_goggles.semantics import classes_json
+    from vr_goggles.image.semantics import classes_json
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-#: ``(x + 1) * 127.5`` maps a ``vr_goggles.preprocess.normalize`` frame back to its uint8 values
+#: ``(x + 1) * 127.5`` maps a ``vr_goggles.image.preprocess.normalize`` frame back to its uint8
+# values
 #: exactly, so the aggregated dataset is kept as uint8 (a quarter of the memory of float32).
 _SCALE = 127.5
 

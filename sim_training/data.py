@@ -8,13 +8,14 @@ A source is one of
   term),
 - a ROS 2 / ROS 1 bag plus an image topic: ``path.mcap:/camera/image_raw`` or the path with a
   separate ``topic`` argument (``sensor_msgs/Image`` or ``CompressedImage``, decoded by
-  :mod:`vr_goggles.ros_image`).
+  :mod:`vr_goggles.image.codec`).
 
-Images go through :class:`vr_goggles.preprocess.Preprocessor` (centre crop to aspect, area
+Images go through :class:`vr_goggles.image.preprocess.Preprocessor` (centre crop to aspect, area
 resize) exactly as at deployment. Labels are class-id maps and must never be interpolated, so
 they get the same centre crop and a nearest-neighbour resize.
 Augmentation (random reflect-padded crop, horizontal flip) acts on uint8 arrays before
-:func:`vr_goggles.preprocess.normalize`, drawn from the sampler's own torch generator so that a
+:func:`vr_goggles.image.preprocess.normalize`, drawn from the sampler's own torch generator so
+that a
 checkpoint can restore the exact data stream.
 """
 
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from vr_goggles.preprocess import Preprocessor, center_crop_to_aspect, normalize
+from vr_goggles.image.preprocess import Preprocessor, center_crop_to_aspect, normalize
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.webp')
 BAG_SUFFIXES = ('.mcap', '.db3', '.bag')
@@ -67,7 +68,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     if img.ndim == 2:
         return img
     order = 'bgra' if img.shape[2] == 4 else 'bgr'
-    from vr_goggles.preprocess import to_rgb
+    from vr_goggles.image.preprocess import to_rgb
 
     return to_rgb(img, order)
 
@@ -130,7 +131,7 @@ def load_bag(path: str | os.PathLike, topic: str, size: tuple[int, int], *,
     """Image frames of ``topic`` in a ROS 2 (.mcap/.db3/dir) or ROS 1 (.bag) bag."""
     from rosbags.highlevel import AnyReader
 
-    from vr_goggles import ros_image
+    from vr_goggles.image import codec
 
     pre = Preprocessor(size=tuple(size), keep_aspect=True)
     images: list[np.ndarray] = []
@@ -144,9 +145,9 @@ def load_bag(path: str | os.PathLike, topic: str, size: tuple[int, int], *,
                 continue
             msg = reader.deserialize(raw, conn.msgtype)
             if 'CompressedImage' in conn.msgtype:
-                img = ros_image.compressed_to_numpy(msg)
+                img = codec.compressed_to_numpy(msg)
             else:
-                img = ros_image.image_to_rgb(msg)  # native channels -> RGB uint8
+                img = codec.image_to_rgb(msg)  # native channels -> RGB uint8
             images.append(pre.image(img))
             if max_frames is not None and len(images) >= max_frames:
                 break

@@ -174,8 +174,8 @@ class Lane:
     """One simulator with its episode's corruption, frame histories and turn memory."""
 
     def __init__(self, env: Any, card_extra: dict[str, Any], rng: np.random.Generator):
-        from vr_goggles.frame_stack import FrameStack
-        from vr_goggles.turn_memory import TurnMemory
+        from vr_goggles.policy.frame_stack import FrameStack
+        from vr_goggles.policy.turn_memory import TurnMemory
 
         k = int(card_extra.get('frame_stack', 1))
         offsets = card_extra.get('frame_offsets')
@@ -433,7 +433,7 @@ def distill(cfg: DistillConfig, command: str = '') -> dict[str, Any]:
 
     from sim_training.evaluate_policy import make_chair_env
     from vr_goggles.goggles import Goggles
-    from vr_goggles.preprocess import Preprocessor
+    from vr_goggles.image.preprocess import Preprocessor
     from vr_goggles.weights import build_module
 
     torch.set_num_threads(cfg.threads)

@@ -1,14 +1,15 @@
 """Evaluate a real->sim translator on held-out real frames.
 
 - shift error: mean ``|T_ij(G(x)) - G(T_ij(x))|`` over the overlap region and all shifts
-  ``(i, j)`` in ``[0, 2^K)^2`` except ``(0, 0)`` (:func:`vr_goggles.metrics.shift_error`), in
+  ``(i, j)`` in ``[0, 2^K)^2`` except ``(0, 0)`` (:func:`vr_goggles.goggles.quality.shift_error`),
+  in
   the network's [-1, 1] units (x 127.5 = uint8 grey levels);
 - temporal flicker on consecutive real frames: ``sum|G(x_t+1) - G(x_t)| / sum|x_t+1 - x_t|``;
 - semantic preservation: mIoU of ``segmenter(G(x_real))`` against the real domain's true labels
   (``eval_labels/``, never used in training) beside the mIoU of ``segmenter(x_real)``, and
   for the chair, the policy's target, how often the segmenter finds one in frames that have
   none (``false_frames``: the translator painted it) and misses a visible one
-  (``missed_frames``) (:func:`vr_goggles.metrics.object_presence`);
+  (``missed_frames``) (:func:`vr_goggles.goggles.quality.object_presence`);
 - contrast ratio: mean per-frame standard deviation of ``G(x)`` over that of ``x``. A collapsed
   generator (near-constant output) scores ~0 here *and* scores perfectly on shift error and
   flicker, so those two are only meaningful next to this one.
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from sim_training.data import FrameSet, load_sequences, load_source
-from vr_goggles.metrics import (
+from vr_goggles.goggles.quality import (
     confusion_matrix,
     flicker,
     iou_per_class,
@@ -38,8 +39,8 @@ from vr_goggles.metrics import (
     object_presence,
     shift_error,
 )
-from vr_goggles.preprocess import normalize
-from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
+from vr_goggles.image.preprocess import normalize
+from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES
 
 
 def _batched(fn: Callable, x: torch.Tensor, batch: int = 32) -> torch.Tensor:

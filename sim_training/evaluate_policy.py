@@ -25,7 +25,7 @@ import numpy as np
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
 from sim_training.stats import format_summary, spl_episode, summarize  # noqa: E402
-from vr_goggles.actions import ACTION_NAMES, FORWARD, FORWARD_STEP  # noqa: E402
+from vr_goggles.policy.actions import ACTION_NAMES, FORWARD, FORWARD_STEP  # noqa: E402
 
 ENV_ID = 'VrGoggles/ChairNav-v0'
 DOMAINS = ('sim', 'real', 'randomized')

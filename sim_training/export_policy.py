@@ -21,9 +21,9 @@ from typing import Any
 
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
-from vr_goggles.actions import ACTION_NAMES, ACTION_VELOCITIES, CONTROL_PERIOD  # noqa: E402
-from vr_goggles.frame_stack import check_offsets, parse_offsets  # noqa: E402
-from vr_goggles.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
+from vr_goggles.image.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
+from vr_goggles.policy.actions import ACTION_NAMES, ACTION_VELOCITIES, CONTROL_PERIOD  # noqa: E402
+from vr_goggles.policy.frame_stack import check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.weights import (  # noqa: E402
     ModelCard,
     atomic_write_bytes,
@@ -144,18 +144,19 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         input_size=size,
         task=(f'chair navigation policy ({"RecurrentPPO" if recurrent else "PPO"} actor) '
               f'trained in VrGoggles/ChairNav-v0 '
-              f'domain={args.get("domain", "?")!r}; input vr_goggles.preprocess.Preprocessor '
+              f'domain={args.get("domain", "?")!r}; input '
+              f'vr_goggles.image.preprocess.Preprocessor '
               f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]'
               + ('' if k == 1 else
                  (f', the last {k} frames one control period apart' if contiguous else
                   f', the frames {list(offsets)} control periods back')
-                 + f' stacked on channels oldest first (vr_goggles.frame_stack), '
+                 + f' stacked on channels oldest first (vr_goggles.policy.frame_stack), '
                    f'(N, {3 * k}, H, W)')
               + (f', then one plane of the control steps since the last forward step, '
                  f'2 * min(n, {turn_memory}) / {turn_memory} - 1'
                  + (f', and one of the turns among the last {turn_window} steps, '
                     f'2 * n / {turn_window} - 1' if turn_window else '')
-                 + f' (vr_goggles.turn_memory), (N, {kwargs["in_channels"]}, H, W)'
+                 + f' (vr_goggles.policy.turn_memory), (N, {kwargs["in_channels"]}, H, W)'
                  if turn_memory else '')
               + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
                  f'whose state starts at zero every episode' if recurrent else '')
@@ -181,7 +182,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'turn_memory': turn_memory,
             'turn_window': turn_window,
             'preprocessing': pre.card(),
-            'preprocessing_path': (f'uint8 RGB image -> vr_goggles.preprocess.Preprocessor -> '
+            'preprocessing_path': (f'uint8 RGB image -> '
+                                   f'vr_goggles.image.preprocess.Preprocessor -> '
                                    f'{type(actor).__name__}; training fed SB3 the same '
                                    f'normalize() output (normalize_images=False)'),
             'algorithm': ('RecurrentPPO (sb3-contrib)' if recurrent else

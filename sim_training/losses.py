@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from vr_goggles.metrics import overlap_pair, translate
+from vr_goggles.goggles.quality import overlap_pair, translate
 
 #: Label value the semantic loss skips (low-confidence pseudo-labels, unlabelled pixels).
 IGNORE_INDEX = 255
@@ -141,7 +141,8 @@ def shift_loss(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, i: i
                y: torch.Tensor | None = None) -> torch.Tensor:
     """VR-Goggles shift loss ``|T_ij(G(x)) - G(T_ij(x))|_2^2`` on the overlap region.
 
-    ``T_ij`` translates by ``i`` rows and ``j`` columns (see :mod:`vr_goggles.metrics`); the
+    ``T_ij`` translates by ``i`` rows and ``j`` columns (see :mod:`vr_goggles.goggles.quality`);
+    the
     squared error is averaged over the region valid in both images. Pass ``y = fn(x)`` when it
     is already computed to save one forward pass. ``(i, j) = (0, 0)`` gives exactly 0.
     """

@@ -36,7 +36,8 @@ def evaluate_candidate(model: str, *, policy: str = 'policy_sim', episodes: int 
                        floor_prior: bool = False) -> dict[str, Any]:
     """Closed-loop success of ``policy`` behind generator ``model`` on training layouts.
 
-    With ``floor_prior`` the goggled frames pass through :mod:`vr_goggles.floor_prior` at the
+    With ``floor_prior`` the goggled frames pass through :mod:`vr_goggles.goggles.floor_prior` at
+    the
     simulator's pose, as in the demo's ``real_vr_goggles_floor`` condition.
     """
     import torch

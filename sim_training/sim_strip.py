@@ -19,7 +19,7 @@ ROWS = ('sim', 'real', 'randomized')
 
 
 def _pose(env, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT
+    from vr_goggles.policy.actions import FORWARD, TURN_LEFT, TURN_RIGHT
 
     obs, info = env.reset(seed=seed)
     for _ in range(24):
@@ -37,7 +37,7 @@ def render_strip(seeds: list[int], size: int = 128, gap: int = 2) -> np.ndarray:
     """The strip as an RGB uint8 image."""
     import sim_training  # noqa: F401  (headless pyglet before the env module loads)
     from sim_training.envs.chair_nav import ChairNavEnv
-    from vr_goggles.semantics import colorize
+    from vr_goggles.image.semantics import colorize
 
     rows: list[list[np.ndarray]] = []
     labels: list[np.ndarray] = []

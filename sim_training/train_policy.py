@@ -5,7 +5,8 @@
 policy_randomized`` trains the domain-randomisation baseline with the same recipe.
 
 One preprocessing path: :class:`NormalizeObservation` feeds SB3 the output of
-``vr_goggles.preprocess.normalize`` (float ``(3, 64, 64)`` in [-1, 1]) and the policy runs with
+``vr_goggles.image.preprocess.normalize`` (float ``(3, 64, 64)`` in [-1, 1]) and the policy runs
+with
 ``normalize_images=False``, so the exported :class:`vr_goggles.models.actor.NavActor` sees the
 same tensors on the robot (``vr_goggles.policy.Policy``) as it did in training.
 
@@ -37,11 +38,11 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa:
 import torch  # noqa: E402
 
 from sim_training.config_cli import add_config_flags  # noqa: E402
-from vr_goggles.actions import FORWARD  # noqa: E402
-from vr_goggles.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
+from vr_goggles.image.preprocess import normalize  # noqa: E402
 from vr_goggles.models.actor import NavEncoder  # noqa: E402
-from vr_goggles.preprocess import normalize  # noqa: E402
-from vr_goggles.turn_memory import TurnMemory, n_planes  # noqa: E402
+from vr_goggles.policy.actions import FORWARD  # noqa: E402
+from vr_goggles.policy.frame_stack import FrameStack, check_offsets, parse_offsets  # noqa: E402
+from vr_goggles.policy.turn_memory import TurnMemory, n_planes  # noqa: E402
 from vr_goggles.weights import atomic_write_bytes  # noqa: E402
 
 ENV_ID = 'VrGoggles/ChairNav-v0'
@@ -66,7 +67,8 @@ class Args:
     obs_size: int = 64
     """observation / network input size (square)"""
     frame_stack: int = 4
-    """frames the policy sees, oldest first, one control step apart (vr_goggles.frame_stack);
+    """frames the policy sees, oldest first, one control step apart
+    (vr_goggles.policy.frame_stack);
     1 = memoryless. Memory lets the policy notice it is blocked and where it already looked"""
     frame_offsets: str = ''
     """how many control steps back each stacked frame is, oldest first, comma-separated, one per
@@ -76,7 +78,8 @@ class Args:
     layouts (docs/policy_dilated_stack.json)"""
     turn_memory: int = 0
     """> 0: append one input plane counting the control steps since the last forward step,
-    saturating at this many turns (24 x 15 degrees = a full turn; vr_goggles.turn_memory), so
+    saturating at this many turns (24 x 15 degrees = a full turn; vr_goggles.policy.turn_memory),
+    so
     the policy can know it has already looked all around; 0 = frames only. Measured: alone it
     did not stop the turning in place; with --turn-window 48 it is the shipped recipe
     (docs/policy_turn_memory.json)"""
@@ -257,7 +260,7 @@ def parse_channels(text: str) -> tuple[int, int, int]:
 
 
 class NormalizeObservation(gym.ObservationWrapper):
-    """uint8 RGB ``(H, W, 3)`` -> ``vr_goggles.preprocess.normalize`` float ``(3, H, W)``."""
+    """uint8 RGB ``(H, W, 3)`` -> ``vr_goggles.image.preprocess.normalize`` float ``(3, H, W)``."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)

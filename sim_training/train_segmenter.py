@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 from sim_training.config_cli import setting_differences
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
-from vr_goggles.metrics import confusion_matrix, iou_per_class, mean_iou
+from vr_goggles.goggles.quality import confusion_matrix, iou_per_class, mean_iou
+from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES, class_weights
 from vr_goggles.models.segmenter import SegmentationNet
-from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES, class_weights
 
 
 @dataclass
@@ -116,7 +116,7 @@ def _split(sources: list[FrameSet], val_fraction: float) -> tuple[FrameSet, Fram
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, frames: FrameSet, batch: int = 64) -> dict:
     """Mean IoU and per-class IoU of ``model`` on labelled ``frames``."""
-    from vr_goggles.preprocess import normalize
+    from vr_goggles.image.preprocess import normalize
 
     model.eval()
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
@@ -212,7 +212,7 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
         writer.close()
     model.eval()
     if cfg.out:
-        from vr_goggles.preprocess import Preprocessor
+        from vr_goggles.image.preprocess import Preprocessor
         from vr_goggles.weights import ModelCard, save
 
         pre = Preprocessor(size=size, keep_aspect=True)

@@ -75,11 +75,11 @@ from sim_training.data import (
     synthetic_pairs,
 )
 from sim_training.image_pool import ImagePool
-from vr_goggles import semantics
-from vr_goggles.metrics import translate
+from vr_goggles.goggles.quality import translate
+from vr_goggles.image import semantics
+from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES
 from vr_goggles.models.discriminator import PatchDiscriminator
 from vr_goggles.models.generator import ResnetGenerator
-from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Zhu et al. 2017 (LSGAN, cycle 10, identity 0.5 * 10) with the SimGAN tricks.
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------------------------
 def class_ids(spec: str, what: str) -> list[int]:
-    """``'chair,object'`` -> their ids in :mod:`vr_goggles.semantics` (``''`` -> [])."""
+    """``'chair,object'`` -> their ids in :mod:`vr_goggles.image.semantics` (``''`` -> [])."""
     ids = []
     for name in (n.strip() for n in spec.split(',') if n.strip()):
         if name not in CLASS_NAMES:
@@ -343,7 +343,7 @@ def sim_class_colors(sim: FrameSet) -> np.ndarray:
 
     NaN for a class with no pixel. The target of :func:`sim_training.losses.class_color_loss`.
     """
-    from vr_goggles.preprocess import normalize
+    from vr_goggles.image.preprocess import normalize
 
     sums = np.zeros((NUM_CLASSES, 3))
     counts = np.zeros(NUM_CLASSES)
@@ -402,7 +402,7 @@ def load_task_features(name_or_path: str) -> PolicyFeatures:
     matching its input channels, the project's normalisation) apply here too.
     """
     from vr_goggles.policy import Policy
-    from vr_goggles.turn_memory import n_planes
+    from vr_goggles.policy.turn_memory import n_planes
 
     policy = Policy.load(name_or_path)
     return PolicyFeatures(policy.module, policy.frame_stack,
@@ -851,7 +851,7 @@ class TranslatorTrainer:
                metrics: dict | None = None, extra: dict | None = None,
                raw: bool = False, sim2real: bool = False) -> Path:
         """Write the shipped real->sim generator (G itself if ``raw``, F if ``sim2real``)."""
-        from vr_goggles.preprocess import Preprocessor
+        from vr_goggles.image.preprocess import Preprocessor
         from vr_goggles.weights import ModelCard, save
 
         c = self.cfg

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from vr_goggles import actions
+from vr_goggles.policy import actions
 
 
 def test_velocity_map_known_answers():

@@ -15,7 +15,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sim_training import collect  # noqa: E402
-from vr_goggles import semantics  # noqa: E402
+from vr_goggles.image import semantics  # noqa: E402
 
 
 def read_rgb(path: Path) -> np.ndarray:

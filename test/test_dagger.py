@@ -26,7 +26,7 @@ def test_discounted_returns_known_answer():
 
 
 def test_dataset_stores_normalised_frames_exactly():
-    from vr_goggles.preprocess import normalize
+    from vr_goggles.image.preprocess import normalize
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)

@@ -60,7 +60,7 @@ def test_soft_cross_entropy_known_answers():
 
 
 def test_uint8_store_round_trips_frames_and_appends_planes():
-    from vr_goggles.preprocess import normalize
+    from vr_goggles.image.preprocess import normalize
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
@@ -92,8 +92,8 @@ def test_collection_never_uses_selection_layouts():
 def test_expert_labels_are_what_the_robot_policy_computes():
     """Clean mode, expert driving: the labels equal vr_goggles.policy.Policy's on the same run."""
     from sim_training.evaluate_policy import make_chair_env
+    from vr_goggles.image.preprocess import Preprocessor
     from vr_goggles.policy import Policy
-    from vr_goggles.preprocess import Preprocessor
     from vr_goggles.weights import build_module
 
     teacher, card = build_module('policy_sim')
@@ -151,7 +151,7 @@ def test_fake_real_mode_shows_the_student_goggles_of_fake_real_frames():
     """fake_real_goggles: the student's frame is G(F(sim frame)), the expert's the sim frame."""
     from sim_training.evaluate_policy import make_chair_env
     from vr_goggles.goggles import Goggles
-    from vr_goggles.preprocess import Preprocessor
+    from vr_goggles.image.preprocess import Preprocessor
     from vr_goggles.weights import build_module
 
     teacher, card = build_module('policy_sim')

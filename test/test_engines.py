@@ -10,6 +10,7 @@ import pytest
 from tiny_models import KWARGS, SIZE, save_tiny_generator
 import torch
 
+from vr_goggles.bench.engines import PeakMemory, latency_stats, time_engine
 from vr_goggles.engines import (
     Engine,
     EngineFileError,
@@ -21,7 +22,6 @@ from vr_goggles.engines import (
     source_from_weights,
 )
 from vr_goggles.engines.base import check_batch, check_precision
-from vr_goggles.engines.bench import PeakMemory, latency_stats, time_engine
 from vr_goggles.engines.onnx_engine import (
     INPUT_NAME,
     OUTPUT_NAME,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vr_goggles.floor_prior import (
+from vr_goggles.goggles.floor_prior import (
     SIM_CAMERA,
     CameraGeometry,
     FloorLook,
@@ -125,8 +125,8 @@ def test_paint_fills_segmented_classes_anywhere_and_floor_is_not_paintable():
 
 def test_semantic_paint_renders_the_sim_frame_from_the_classes():
     """With every class painted, only void pixels keep the generator's output."""
-    from vr_goggles import semantics as S
-    from vr_goggles.floor_prior import SEMANTIC_PAINT, SIM_CLASS_RGB
+    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT, SIM_CLASS_RGB
+    from vr_goggles.image import semantics as S
 
     r = FloorRenderer(16, SIM_CAMERA)
     labels = np.full((16, 16), S.WALL, np.uint8)

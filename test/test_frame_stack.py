@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vr_goggles.frame_stack import (
+from vr_goggles.policy.frame_stack import (
     FrameStack,
     StepClock,
     check_offsets,

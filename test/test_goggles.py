@@ -8,8 +8,8 @@ from tiny_models import KWARGS, SIZE, save_tiny_generator
 import torch
 
 from vr_goggles.goggles import Goggles
+from vr_goggles.image.preprocess import Preprocessor
 from vr_goggles.models import build
-from vr_goggles.preprocess import Preprocessor
 from vr_goggles.weights import ModelCard, WeightsError
 
 

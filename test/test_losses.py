@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sim_training import losses as L
 from sim_training.image_pool import ImagePool
-from vr_goggles import metrics as M
+from vr_goggles.goggles import quality as M
 
 torch.set_num_threads(1)
 

@@ -7,11 +7,11 @@ import io
 import pytest
 import torch
 
+from vr_goggles.image.semantics import NUM_CLASSES
 from vr_goggles.models import build
 from vr_goggles.models.discriminator import PatchDiscriminator
 from vr_goggles.models.generator import BlurPool2d, ResizeConv2d, ResnetGenerator
 from vr_goggles.models.segmenter import SegmentationNet
-from vr_goggles.semantics import NUM_CLASSES
 
 torch.set_num_threads(1)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from vr_goggles.latest import LatestSlot
 from vr_goggles.nodes import params as P
-from vr_goggles.rate_stats import LatencyStats, RateMeter, percentile
+from vr_goggles.nodes.latest import LatestSlot
+from vr_goggles.nodes.rate_stats import LatencyStats, RateMeter, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The only modules allowed to import rclpy (the package must import without it).
@@ -216,7 +216,7 @@ def test_config_files_match_the_declared_parameters(name, node):
 
 def test_semantic_goggles_config_sets_only_the_floor_prior():
     """config/goggles_semantic.yaml: valid goggles_node values, the semantic paint, no more."""
-    from vr_goggles.floor_prior import SEMANTIC_PAINT
+    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT
 
     doc = yaml.safe_load((ROOT / 'config' / 'goggles_semantic.yaml').read_text())
     values = doc['/**']['ros__parameters']
@@ -254,8 +254,9 @@ def test_only_node_modules_import_rclpy_at_module_level():
 def test_package_imports_without_rclpy():
     """Package imports without rclpy."""
     code = ('import sys; sys.modules["rclpy"] = None\n'
-            'import vr_goggles, vr_goggles.nodes, vr_goggles.nodes.params, vr_goggles.latest\n'
-            'import vr_goggles.rate_stats\n'
+            'import vr_goggles, vr_goggles.nodes, vr_goggles.nodes.params\n'
+            'import vr_goggles.nodes.latest\n'
+            'import vr_goggles.nodes.rate_stats\n'
             'try:\n'
             '    import vr_goggles.nodes.goggles_node\n'
             'except ImportError:\n'

@@ -150,7 +150,7 @@ def test_wheel_installs_ament_files(wheel):
 def test_wheel_contents(wheel):
     """Package code and shipped weights are in; tests are not; console scripts declared."""
     _, names, entry_points = wheel
-    assert 'vr_goggles/__init__.py' in names and 'vr_goggles/ros_image.py' in names
+    assert 'vr_goggles/__init__.py' in names and 'vr_goggles/image/codec.py' in names
     assert not any(n.startswith('test/') for n in names)
     for p in (ROOT / 'vr_goggles' / 'weights').glob('*'):
         if p.suffix in ('.safetensors', '.json', '.onnx'):

@@ -13,10 +13,9 @@ import pytest
 torch = pytest.importorskip('torch')
 
 from sim_training.stats import spl_episode, summarize, wilson_interval  # noqa: E402
-from vr_goggles import actions  # noqa: E402
+from vr_goggles.image.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
 from vr_goggles.models import build  # noqa: E402
-from vr_goggles.policy import Policy  # noqa: E402
-from vr_goggles.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
+from vr_goggles.policy import Policy, actions  # noqa: E402
 from vr_goggles.weights import ModelCard, WeightsError, paths_for, save  # noqa: E402
 
 KWARGS = {'in_channels': 3, 'input_size': [64, 64], 'channels': [8, 16, 16],

@@ -1,11 +1,11 @@
-"""vr_goggles.preprocess: the one resize/colour/normalise path, checked against known answers."""
+"""vr_goggles.image.preprocess: the one resize/colour/normalise path vs known answers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vr_goggles.preprocess import (
+from vr_goggles.image.preprocess import (
     NORMALIZATION,
     Preprocessor,
     center_crop_to_aspect,

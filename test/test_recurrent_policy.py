@@ -17,8 +17,8 @@ torch = pytest.importorskip('torch')
 from sim_training import evaluate_policy as ev  # noqa: E402
 from sim_training import train_policy  # noqa: E402
 from sim_training.export_policy import export, load_checkpoint  # noqa: E402
+from vr_goggles.image.preprocess import normalize  # noqa: E402
 from vr_goggles.policy import Policy  # noqa: E402
-from vr_goggles.preprocess import normalize  # noqa: E402
 
 TINY = ['--n-envs', '2', '--vec-env', 'dummy', '--n-steps', '16', '--batch-size', '16',
         '--n-epochs', '1', '--channels', '8,16,16', '--features-dim', '32',
@@ -169,8 +169,8 @@ def test_lstm_hidden_flag_needs_one_frame():
 def test_recurrent_refusals(runs, tmp_path):
     """Bad inputs are refused with the path and the reason."""
     from sim_training.export_policy import actor_from_sb3
+    from vr_goggles.image.preprocess import NORMALIZATION
     from vr_goggles.models import build
-    from vr_goggles.preprocess import NORMALIZATION
     from vr_goggles.weights import ModelCard, WeightsError, save
 
     junk = tmp_path / 'junk.zip'

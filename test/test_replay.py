@@ -335,8 +335,8 @@ def test_cli_verb(tmp_path, weights, capsys):
 
 
 def test_report_helpers():
-    """vr_goggles.report helpers produce data URIs, strips and pages."""
-    from vr_goggles import report as rp
+    """vr_goggles.replay.html helpers produce data URIs, strips and pages."""
+    from vr_goggles.replay import html as rp
 
     fig, ax = rp.new_figure()
     ax.plot([0, 1], [1, 0])
@@ -373,8 +373,8 @@ def test_empty_camera_topic(tmp_path, weights):
 
 
 def test_bench_replay_module(tmp_path, capsys):
-    """``python -m vr_goggles.bench_replay`` prints both throughputs and the ratio."""
-    from vr_goggles.bench_replay import main
+    """``python -m vr_goggles.bench.replay`` prints both throughputs and the ratio."""
+    from vr_goggles.bench.replay import main
 
     rc = main(['--random-init', '--ngf', '4', '--n-blocks', '1', '--engine', 'torch',
                '--frames', '4', '--size', '48x64', '--repeats', '1', '--json',
@@ -449,8 +449,8 @@ def test_truncated_multi_chunk_mcap(tmp_path, weights):
                                                  ('jpeg', True)])
 def test_same_pixels_as_the_node_path(tmp_path, weights, encoding, compressed):
     """Each ``_sim`` image equals ``Goggles(image_to_rgb(msg))``, what the ROS node computes."""
-    from vr_goggles import ros_image
     from vr_goggles.goggles import Goggles
+    from vr_goggles.image import codec
 
     bag = bf.write_bag(tmp_path / 'in', fmt='mcap', n=3, encoding=encoding,
                        compressed=compressed)
@@ -458,8 +458,8 @@ def test_same_pixels_as_the_node_path(tmp_path, weights, encoding, compressed):
     goggles = Goggles.from_model(weights['model'], engine='torch')
     orig, got = read_bag(bag), read_bag(tmp_path / 'out')
     for (_, m_in, _), (_, m_out, _) in zip(orig['/camera/image_raw'], got[SIM]):
-        rgb = (ros_image.compressed_to_numpy(m_in) if compressed
-               else ros_image.image_to_rgb(m_in))
+        rgb = (codec.compressed_to_numpy(m_in) if compressed
+               else codec.image_to_rgb(m_in))
         expect = goggles(rgb)
         actual = np.asarray(m_out.data, np.uint8).reshape(64, 64, 3)
         assert np.array_equal(actual, expect)

@@ -1,4 +1,4 @@
-"""vr_goggles.ros_image: known answers built by hand, containers, errors, fuzzing, real types."""
+"""vr_goggles.image.codec: known answers built by hand, containers, errors, fuzzing, real types."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from vr_goggles import ros_image
-from vr_goggles.ros_image import (
+from vr_goggles.image import codec
+from vr_goggles.image.codec import (
     SUPPORTED_ENCODINGS,
     CompressedImageFields,
     ImageFields,
@@ -42,7 +42,7 @@ def padded(rows, pad):
 @pytest.fixture(autouse=True)
 def _numpy_path(monkeypatch):
     """Test the numpy decoder itself unless a test installs a bridge explicitly."""
-    monkeypatch.setattr(ros_image, '_bridge_state', [None])
+    monkeypatch.setattr(codec, '_bridge_state', [None])
 
 
 # ------------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def test_bayer_tiny_images_decode(encoding):
 @pytest.mark.parametrize('big', [False, True])
 def test_plain_round_trip_exact(encoding, big, rng):
     """numpy_to_image then image_to_numpy is the identity."""
-    spec = ros_image._SPECS[encoding]
+    spec = codec._SPECS[encoding]
     shape = (5, 7) if spec.channels == 1 else (5, 7, spec.channels)
     top = 65536 if spec.dtype == 'u2' else 256
     arr = rng.integers(0, top, size=shape).astype(spec.dtype)
@@ -457,7 +457,7 @@ def test_decompress_errors(fields, match):
 
 
 def _sample(encoding, rng):
-    spec = ros_image._SPECS[encoding]
+    spec = codec._SPECS[encoding]
     if spec.kind != 'plain':
         return rng.integers(0, 256, size=(4, 6, 3)).astype(np.uint8)
     shape = (4, 6) if spec.channels == 1 else (4, 6, spec.channels)
@@ -478,7 +478,7 @@ def test_rosbags_cdr_round_trip(encoding, ros2_typestore, rng):
     assert back.is_bigendian == int(big)
     np.testing.assert_array_equal(image_to_numpy(back), image_to_numpy(m))
     np.testing.assert_array_equal(image_to_rgb(back), image_to_rgb(m))
-    if ros_image._SPECS[encoding].kind == 'plain':
+    if codec._SPECS[encoding].kind == 'plain':
         np.testing.assert_array_equal(image_to_numpy(back), arr)
 
 
@@ -527,7 +527,7 @@ def test_rclpy_round_trip(encoding, rclpy_msgs, rng):
     assert type(m) is image_cls and isinstance(m.data, array.array)
     got = image_to_rgb(m)
     assert got.shape == arr.shape[:2] + (3,)
-    if ros_image._SPECS[encoding].kind == 'plain':
+    if codec._SPECS[encoding].kind == 'plain':
         np.testing.assert_array_equal(image_to_numpy(m), arr)
     # A message filled field by field, as a driver would, with a padded step.
     raw = padded(np.frombuffer(m.data.tobytes(), np.uint8).reshape(m.height, m.step), 2)
@@ -568,12 +568,12 @@ def _fake_cv_bridge(monkeypatch, imgmsg_to_cv2=None, broken=False):
             return imgmsg_to_cv2(m)
 
     monkeypatch.setitem(sys.modules, 'cv_bridge', types.SimpleNamespace(CvBridge=CvBridge))
-    monkeypatch.setattr(ros_image, '_bridge_state', [])
+    monkeypatch.setattr(codec, '_bridge_state', [])
     return calls
 
 
 def _correct(m):
-    spec = ros_image._SPECS[m.encoding]
+    spec = codec._SPECS[m.encoding]
     dt = np.dtype(spec.dtype).newbyteorder('>' if m.is_bigendian else '<')
     rows = np.frombuffer(bytes(m.data), np.uint8)[:m.step * m.height].reshape(m.height, m.step)
     rows = np.ascontiguousarray(rows[:, :m.width * spec.bpp]).view(dt)
@@ -581,7 +581,7 @@ def _correct(m):
 
 
 def _ignores_step(m):  # the classic bug: assumes unpadded rows
-    spec = ros_image._SPECS[m.encoding]
+    spec = codec._SPECS[m.encoding]
     n = m.height * m.width * spec.bpp
     return np.frombuffer(bytes(m.data)[:n], np.dtype(spec.dtype)).reshape(
         m.height, m.width, spec.channels)
@@ -590,7 +590,7 @@ def _ignores_step(m):  # the classic bug: assumes unpadded rows
 def test_agreeing_cv_bridge_is_used(monkeypatch):
     """A cv_bridge that passes the self-check decodes plain encodings."""
     calls = _fake_cv_bridge(monkeypatch, _correct)
-    assert ros_image.cv_bridge_in_use()
+    assert codec.cv_bridge_in_use()
     m = msg('mono16', 1, 2, 5, padded([[1, 2, 3, 4]], 1), is_bigendian=1)
     calls.clear()
     got = image_to_numpy(m)
@@ -605,7 +605,7 @@ def test_agreeing_cv_bridge_is_used(monkeypatch):
 def test_disagreeing_cv_bridge_is_not_used(monkeypatch):
     """A cv_bridge that ignores step is rejected at self-check."""
     calls = _fake_cv_bridge(monkeypatch, _ignores_step)
-    assert not ros_image.cv_bridge_in_use()
+    assert not codec.cv_bridge_in_use()
     calls.clear()
     m = msg('rgb8', 2, 1, 4, padded([[1, 2, 3], [4, 5, 6]], 1))
     np.testing.assert_array_equal(image_to_numpy(m), [[[1, 2, 3]], [[4, 5, 6]]])
@@ -615,10 +615,10 @@ def test_disagreeing_cv_bridge_is_not_used(monkeypatch):
 def test_broken_cv_bridge_and_opt_out(monkeypatch):
     """An import-time failure or VR_GOGGLES_CV_BRIDGE=0 disables it."""
     _fake_cv_bridge(monkeypatch, _correct, broken=True)
-    assert not ros_image.cv_bridge_in_use()
+    assert not codec.cv_bridge_in_use()
     _fake_cv_bridge(monkeypatch, _correct)
     monkeypatch.setenv('VR_GOGGLES_CV_BRIDGE', '0')
-    assert not ros_image.cv_bridge_in_use()
+    assert not codec.cv_bridge_in_use()
 
 
 def test_bridge_failure_per_message_falls_back(monkeypatch):
@@ -629,6 +629,6 @@ def test_bridge_failure_per_message_falls_back(monkeypatch):
         return _correct(m)
 
     _fake_cv_bridge(monkeypatch, picky)
-    assert ros_image.cv_bridge_in_use()
+    assert codec.cv_bridge_in_use()
     got = image_to_numpy(msg('mono8', 1, 3, 3, [7, 8, 9]))
     np.testing.assert_array_equal(got, [[7, 8, 9]])

@@ -30,9 +30,9 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
-from vr_goggles.actions import CONTROL_PERIOD  # noqa: E402
+from vr_goggles.image.codec import numpy_to_compressed, numpy_to_image  # noqa: E402
 from vr_goggles.nodes.ros_common import autostart  # noqa: E402
-from vr_goggles.ros_image import numpy_to_compressed, numpy_to_image  # noqa: E402
+from vr_goggles.policy.actions import CONTROL_PERIOD  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 
@@ -236,8 +236,8 @@ def test_floor_prior_repaints_the_floor_from_odometry(h, tiny):
     """
     import nav_msgs.msg as nav_msgs
 
-    from vr_goggles.floor_prior import FloorRenderer, SegmenterRunner
     from vr_goggles.goggles import Goggles
+    from vr_goggles.goggles.floor_prior import FloorRenderer, SegmenterRunner
 
     node = h.goggles(tiny, input_qos='reliable', output_qos='reliable', floor_prior=True)
     assert node.prior is not None and node.stats()['floor_prior']
@@ -264,7 +264,7 @@ def test_floor_prior_repaints_the_floor_from_odometry(h, tiny):
     assert node._pose == pytest.approx((0.3, -0.2, yaw))
     pub.publish(numpy_to_image(img, 'rgb8', header=header, msg_cls=Image))
     assert wait_for(lambda: len(out) == 2)
-    from vr_goggles.ros_image import image_to_rgb
+    from vr_goggles.image.codec import image_to_rgb
 
     plain, floored = (image_to_rgb(m) for _, m in out)
     renderer = FloorRenderer(64)
@@ -280,7 +280,7 @@ def test_floor_paint_parameters_build_the_prior_or_fail_configure(ctx, tiny):
     """floor_paint names classes painted in their sim colour; an unknown one fails configure."""
     from rclpy.lifecycle import TransitionCallbackReturn as R
 
-    from vr_goggles.floor_prior import SIM_CLASS_RGB
+    from vr_goggles.goggles.floor_prior import SIM_CLASS_RGB
     from vr_goggles.nodes.goggles_node import GogglesNode
 
     semantic = [Parameter('floor_segmenter', value='segmenter_real'),
@@ -616,9 +616,9 @@ def test_stacked_policy_history_follows_header_stamps(h, tiny, rng, name, offset
 
 def test_policy_stamped_output(h, tiny, rng):
     """stamped: TwistStamped with the configured frame_id, same values as the Twist path."""
-    from vr_goggles.actions import action_to_velocity
+    from vr_goggles.image.codec import image_to_rgb
     from vr_goggles.policy import Policy
-    from vr_goggles.ros_image import image_to_rgb
+    from vr_goggles.policy.actions import action_to_velocity
 
     h.policy(tiny, rate=20.0, stamped=True, frame_id='base_footprint')
     got = collector(h, TwistStamped, h.topic('cmd_vel'), QoSProfile(depth=100))

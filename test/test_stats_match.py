@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vr_goggles.stats_match import ChannelStats, StatsMatcher
+from vr_goggles.goggles.stats_match import ChannelStats, StatsMatcher
 
 
 def test_stats_of_known_images():

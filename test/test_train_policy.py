@@ -19,9 +19,9 @@ torch = pytest.importorskip('torch')
 from sim_training import evaluate_policy as ev  # noqa: E402
 from sim_training import train_policy  # noqa: E402
 from sim_training.export_policy import export, load_checkpoint  # noqa: E402
-from vr_goggles.frame_stack import FrameStack  # noqa: E402
+from vr_goggles.image.preprocess import normalize  # noqa: E402
 from vr_goggles.policy import Policy  # noqa: E402
-from vr_goggles.preprocess import normalize  # noqa: E402
+from vr_goggles.policy.frame_stack import FrameStack  # noqa: E402
 
 TINY = ['--n-envs', '2', '--vec-env', 'dummy', '--n-steps', '32', '--batch-size', '32',
         '--n-epochs', '1', '--channels', '8,16,16', '--features-dim', '32',
@@ -327,7 +327,7 @@ def test_geodesic_progress_wrapper():
     import gymnasium as gym
 
     from sim_training.envs.oracle import Oracle
-    from vr_goggles.actions import FORWARD
+    from vr_goggles.policy.actions import FORWARD
 
     class Raw(gym.Wrapper):
         def step(self, action):
@@ -534,7 +534,7 @@ def test_turn_memory_export_parity(tmp_path):
 
     import sim_training  # noqa: F401
     from sim_training.train_translator import load_task_features
-    from vr_goggles.turn_memory import TurnMemory
+    from vr_goggles.policy.turn_memory import TurnMemory
 
     torch.set_num_threads(1)
     run = tmp_path / 'turn'

@@ -121,7 +121,7 @@ def test_semantic_cycle_term_uses_true_sim_labels():
 
 def _save_labeller(labeller, tmp_path):
     """Write ``labeller`` as shipped-style weights; return the path for --pseudo-segmenter."""
-    from vr_goggles.semantics import NUM_CLASSES
+    from vr_goggles.image.semantics import NUM_CLASSES
     from vr_goggles.weights import ModelCard, save
 
     path = tmp_path / 'labeller'
@@ -135,7 +135,7 @@ def _save_labeller(labeller, tmp_path):
 def test_class_weights_parse_and_reject():
     """'chair=4,object=2' -> one weight per class; unknown names and negatives refused."""
     from sim_training.train_translator import class_weights
-    from vr_goggles.semantics import CLASS_NAMES
+    from vr_goggles.image.semantics import CLASS_NAMES
 
     assert class_weights('') is None
     w = class_weights('chair=4, object=2')
@@ -150,7 +150,7 @@ def test_class_weights_parse_and_reject():
 def test_pseudo_segmenter_labels_the_real_side(tmp_path):
     """--pseudo-segmenter: pseudo-labels come from that labeller, not the frozen segmenter."""
     from sim_training import losses as L
-    from vr_goggles.semantics import NUM_CLASSES
+    from vr_goggles.image.semantics import NUM_CLASSES
 
     labeller = SegmentationNet(width=4)
     with torch.no_grad():             # a labeller that calls every pixel class 4, confidently
@@ -182,7 +182,7 @@ def test_pseudo_segmenter_labels_the_real_side(tmp_path):
 def test_pseudo_ignore_drops_a_class_from_the_real_side_labels(tmp_path):
     """--pseudo-ignore chair: the labeller's chair pixels are ignored, the rest kept."""
     from sim_training import losses as L
-    from vr_goggles.semantics import CLASS_NAMES, NUM_CLASSES
+    from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES
 
     path = _save_labeller(SegmentationNet(width=4), tmp_path)   # replaced below
     sim, real = _frames()
@@ -332,7 +332,7 @@ def test_export_card_and_eval_translator(tmp_path):
 def test_export_sim2real_writes_f_not_g(tmp_path):
     """--export-sim2real: F (sim->real) with a card that says so; G's export is unchanged."""
     from vr_goggles.goggles import Goggles
-    from vr_goggles.preprocess import normalize
+    from vr_goggles.image.preprocess import normalize
 
     sim, real = _frames()
     tr = TranslatorTrainer(TranslatorConfig(**{**TINY, 'steps': 2}), sim=sim, real=real)
@@ -396,7 +396,7 @@ def test_load_source_reads_bags(tmp_path, fmt, compressed):
     if not compressed:  # colour order and preprocessing are the deployment ones
         from bagfactory import frame_rgb
 
-        from vr_goggles.preprocess import Preprocessor
+        from vr_goggles.image.preprocess import Preprocessor
 
         want = Preprocessor(size=(16, 16)).image(frame_rgb(2, 48, 64))
         assert np.array_equal(fs.images[2], want)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT
-from vr_goggles.turn_memory import TurnMemory, n_planes
+from vr_goggles.policy.actions import FORWARD, TURN_LEFT, TURN_RIGHT
+from vr_goggles.policy.turn_memory import TurnMemory, n_planes
 
 
 def drive(memory: TurnMemory, actions, times=None) -> list[float]:

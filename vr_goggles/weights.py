@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vr_goggles.preprocess import NORMALIZATION
+from vr_goggles.image.preprocess import NORMALIZATION
 
 #: Where the shipped weights live (installed as package data).
 SHIPPED_DIR = Path(__file__).resolve().parent / 'weights'

@@ -35,8 +35,9 @@ from miniworld.utils import get_file_path  # noqa: E402
 from pyglet import gl  # noqa: E402
 
 from sim_training.envs import glutil, real_proxy  # noqa: E402
-from vr_goggles import semantics  # noqa: E402
-from vr_goggles.actions import (  # noqa: E402
+from vr_goggles.goggles.floor_prior import SIM_CAMERA  # noqa: E402
+from vr_goggles.image import semantics  # noqa: E402
+from vr_goggles.policy.actions import (  # noqa: E402
     ACTION_NAMES,
     FORWARD,
     FORWARD_STEP,
@@ -44,7 +45,6 @@ from vr_goggles.actions import (  # noqa: E402
     TURN_RIGHT,
     TURN_STEP,
 )
-from vr_goggles.floor_prior import SIM_CAMERA  # noqa: E402
 
 __all__ = [
     'DEFAULT_MAX_EPISODE_STEPS', 'DOMAINS', 'EVAL_SEEDS', 'SPLITS', 'SUCCESS_ANGLE',
@@ -209,7 +209,7 @@ class ChairNavEnv(MiniWorldEnv):
 
     ## Action Space
 
-    ``Discrete(3)`` from :mod:`vr_goggles.actions`: one step is one control period
+    ``Discrete(3)`` from :mod:`vr_goggles.policy.actions`: one step is one control period
     (``CONTROL_PERIOD`` = 0.5 s) of the velocity ``ACTION_VELOCITIES[a]`` (linear m/s, angular
     rad/s, counter-clockwise positive):
 
@@ -281,7 +281,8 @@ class ChairNavEnv(MiniWorldEnv):
     ``path_length`` (metres driven), ``agent_pos`` (float ``(2,)``), ``agent_dir`` (rad),
     ``chair_pos`` (float ``(2,)``), ``bearing`` (rad, chair direction relative to the heading,
     positive = to the left), ``layout_seed``, ``domain`` and, with ``labels=True``, ``labels``:
-    uint8 ``(obs_size, obs_size)`` class ids of :mod:`vr_goggles.semantics` (void, floor, wall,
+    uint8 ``(obs_size, obs_size)`` class ids of :mod:`vr_goggles.image.semantics` (void, floor,
+    wall,
     ceiling, chair, object) from a flat-colour render of the same camera. Positions are planar
     ``(x, y)`` = (miniworld ``x``, ``-z``) so ``agent_dir`` is counter-clockwise from +x and
     the heading vector is ``(cos, sin)``. SPL = ``success * shortest_path /

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from pyglet import gl
 
-from vr_goggles.preprocess import resize
+from vr_goggles.image.preprocess import resize
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vr_goggles.actions import FORWARD, TURN_LEFT, TURN_RIGHT, TURN_STEP
+from vr_goggles.policy.actions import FORWARD, TURN_LEFT, TURN_RIGHT, TURN_STEP
 
 _SQRT2 = math.sqrt(2.0)
 # How far inside the planner's inflated obstacles a robot can stand: a box's bounding disc

@@ -25,7 +25,7 @@ import sys
 import cv2
 import numpy as np
 
-from vr_goggles.preprocess import resize
+from vr_goggles.image.preprocess import resize
 
 #: Texture categories; every real-proxy surface draws from one of these pools.
 CATEGORIES: tuple[str, ...] = ('floor', 'wall', 'ceiling', 'furniture', 'chair', 'object')

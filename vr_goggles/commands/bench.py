@@ -90,8 +90,8 @@ def setup_row(variant: Any, source: Any, *, device: str, batch: int, warmup: int
     Peak memory covers building the engine and the warm-up calls (workspace, compiled kernels,
     CUDA graph pools); the timed calls reuse those allocations.
     """
+    from vr_goggles.bench.engines import PeakMemory
     from vr_goggles.engines.base import EngineUnavailable
-    from vr_goggles.engines.bench import PeakMemory
     from vr_goggles.engines.factory import create_engine
 
     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
@@ -129,7 +129,7 @@ def measure_grid(variants: list[Any], source: Any, *, device: str, batch: int, w
     """
     import numpy as np
 
-    from vr_goggles.engines.bench import latency_stats, time_engine
+    from vr_goggles.bench.engines import latency_stats, time_engine
 
     setups = [setup_row(v, source, device=device, batch=batch, warmup=warmup, iters=iters, x=x)
               for v in variants]

@@ -1,7 +1,7 @@
 """``vr-goggles export``: weights -> ONNX for onnxruntime, ``trtexec`` or Isaac ROS TensorRT.
 
 The graph has one input ``input``, float32 ``(N, 3, H, W)`` RGB in [-1, 1] (``x / 127.5 - 1``,
-see :mod:`vr_goggles.preprocess`) and one output ``output`` of the same shape and range. The
+see :mod:`vr_goggles.image.preprocess`) and one output ``output`` of the same shape and range. The
 batch is static (``--batch``, default 1) unless ``--dynamic-batch``. The file is checked by
 re-running it in onnxruntime against torch; the max abs difference is printed.
 """

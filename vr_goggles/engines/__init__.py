@@ -1,7 +1,7 @@
 """Inference engines (ROS-free): torch, onnxruntime, TensorRT, and ``auto`` selection.
 
 All engines share one contract (:class:`Engine`): float32 ``(N, 3, H, W)`` in [-1, 1] in, the
-same layout out, as produced by :mod:`vr_goggles.preprocess`. Backend libraries are imported
+same layout out, as produced by :mod:`vr_goggles.image.preprocess`. Backend libraries are imported
 lazily, so importing this package costs nothing and a missing backend is a clean
 :class:`EngineUnavailable` rather than an import error.
 """

@@ -1,6 +1,6 @@
 """The engine contract shared by every backend, plus the errors and cache folder they use.
 
-Every engine takes and returns the network layout of :mod:`vr_goggles.preprocess`: float32
+Every engine takes and returns the network layout of :mod:`vr_goggles.image.preprocess`: float32
 ``(N, 3, H, W)`` in ``[-1, 1]``. Keeping numpy at the boundary lets the ROS node, replay and the
 benchmarks swap backends without knowing whether torch, onnxruntime or TensorRT runs inside.
 """
@@ -68,7 +68,7 @@ def check_batch(batch: Any, *, static_shape: tuple[int, ...] | None = None) -> n
     arr = np.asarray(batch)
     if arr.ndim != 4 or arr.shape[1] != 3:
         raise ValueError(f'engine input: expected float32 (N, 3, H, W), got shape {arr.shape} '
-                         '(use vr_goggles.preprocess.Preprocessor to build it)')
+                         '(use vr_goggles.image.preprocess.Preprocessor to build it)')
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f'engine input: expected float32 in [-1, 1], got dtype {arr.dtype}')
     if static_shape is not None and tuple(arr.shape) != tuple(static_shape):

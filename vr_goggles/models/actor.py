@@ -2,8 +2,9 @@
 
 Training (``sim_training.train_policy``) wraps :class:`NavEncoder` as the Stable-Baselines3
 features extractor, so the exported :class:`NavActor` holds exactly the trained layers and runs
-without SB3. Input is ``vr_goggles.preprocess.normalize`` output: float32 ``(N, 3, 64, 64)`` in
-[-1, 1] (RGB); output is one logit per action of ``vr_goggles.actions.ACTION_NAMES``.
+without SB3. Input is ``vr_goggles.image.preprocess.normalize`` output: float32 ``(N, 3, 64, 64)``
+in
+[-1, 1] (RGB); output is one logit per action of ``vr_goggles.policy.actions.ACTION_NAMES``.
 Three convolutions + one linear layer (~1.2 MMAC at 64x64 with the default sizes) keep CPU
 inference well under 1 ms.
 """

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from vr_goggles.semantics import NUM_CLASSES
+from vr_goggles.image.semantics import NUM_CLASSES
 
 
 class _BatchNorm2d(nn.BatchNorm2d):

@@ -5,10 +5,11 @@ Topics (relative, remap them): subscribes ``image`` (sensor_msgs/Image), or
 ``compressed_input``; publishes ``image_sim`` (rgb8, header copied from the input, never
 restamped) and ``/diagnostics``. With ``floor_prior`` it also subscribes ``odom``
 (nav_msgs/Odometry) and repaints the floor of each frame with the sim floor seen from the
-newest pose (:mod:`vr_goggles.floor_prior`; frames before the first pose go out without it).
+newest pose (:mod:`vr_goggles.goggles.floor_prior`; frames before the first pose go out without
+it).
 
 Design: the subscription callback only drops the message into a one-slot buffer
-(``vr_goggles.latest.LatestSlot``); a worker thread decodes, translates and publishes the
+(``vr_goggles.nodes.latest.LatestSlot``); a worker thread decodes, translates and publishes the
 newest frame. A slow engine therefore drops frames (counted) instead of queueing them, and
 latency stays at about one inference. The node is a ``LifecycleNode`` (configure loads or
 compiles the engine, activate subscribes and starts publishing, deactivate stops both) that
@@ -27,7 +28,7 @@ from typing import Any
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
-from vr_goggles.latest import LatestSlot
+from vr_goggles.nodes.latest import LatestSlot
 from vr_goggles.nodes.params import (
     GOGGLES_PARAMS,
     parse_output_size,
@@ -35,6 +36,7 @@ from vr_goggles.nodes.params import (
     target_size,
     too_old,
 )
+from vr_goggles.nodes.rate_stats import LatencyStats, RateMeter
 from vr_goggles.nodes.ros_common import (
     OK,
     WARN,
@@ -44,7 +46,6 @@ from vr_goggles.nodes.ros_common import (
     main_loop,
     qos_profile,
 )
-from vr_goggles.rate_stats import LatencyStats, RateMeter
 
 
 class GogglesNode(StopReleaseLifecycleNode):
@@ -91,8 +92,8 @@ class GogglesNode(StopReleaseLifecycleNode):
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load (or compile) the engine and create the publisher."""
-        from vr_goggles import preprocess, ros_image
         from vr_goggles.goggles import Goggles
+        from vr_goggles.image import codec, preprocess
 
         p = self.params
         t0 = time.perf_counter()
@@ -111,9 +112,9 @@ class GogglesNode(StopReleaseLifecycleNode):
             except Exception as exc:  # noqa: BLE001 (a failed transition, with the reason)
                 self.get_logger().error(f'configure: cannot set up floor_prior: {exc}')
                 return TransitionCallbackReturn.FAILURE
-        self._decode = (ros_image.compressed_to_numpy if p['compressed_input']
-                        else ros_image.image_to_rgb)
-        self._encode = ros_image.numpy_to_image
+        self._decode = (codec.compressed_to_numpy if p['compressed_input']
+                        else codec.image_to_rgb)
+        self._encode = codec.numpy_to_image
         self._resize = preprocess.resize
         self._pub = self.create_lifecycle_publisher(Image, 'image_sim',
                                                     qos_profile(p['output_qos']))
@@ -126,7 +127,7 @@ class GogglesNode(StopReleaseLifecycleNode):
     def _make_prior(self):
         import nav_msgs.msg  # noqa: F401  (fail at configure, not at activate)
 
-        from vr_goggles.floor_prior import CameraGeometry, make_floor_prior
+        from vr_goggles.goggles.floor_prior import CameraGeometry, make_floor_prior
 
         h, w = self.goggles.input_size
         if h != w:

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from vr_goggles.actions import CONTROL_PERIOD
+from vr_goggles.policy.actions import CONTROL_PERIOD
 
 QOS_CHOICES = ('sensor_data', 'reliable', 'default')
 ENGINE_CHOICES = ('auto', 'tensorrt', 'torch', 'onnxruntime')
@@ -120,7 +120,8 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
               'works; false leaves the node unconfigured for a lifecycle manager.',
               read_only=True),
     ParamSpec('floor_prior', False, 'Repaint the floor of image_sim with the sim floor seen '
-              'from the odometry pose (nav_msgs/Odometry on odom; vr_goggles.floor_prior).',
+              'from the odometry pose (nav_msgs/Odometry on odom; '
+              'vr_goggles.goggles.floor_prior).',
               read_only=True),
     ParamSpec('floor_segmenter', 'segmenter_dr', 'Segmenter that finds the floor in the '
               'camera frame for floor_prior: a shipped name or a weights path.',

@@ -24,8 +24,8 @@ from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
-from vr_goggles.actions import ACTION_NAMES
 from vr_goggles.nodes.params import POLICY_PARAMS, clamp_velocity, stamp_ns
+from vr_goggles.nodes.rate_stats import RateMeter
 from vr_goggles.nodes.ros_common import (
     OK,
     WARN,
@@ -35,7 +35,7 @@ from vr_goggles.nodes.ros_common import (
     main_loop,
     qos_profile,
 )
-from vr_goggles.rate_stats import RateMeter
+from vr_goggles.policy.actions import ACTION_NAMES
 
 
 class PolicyNode(StopReleaseLifecycleNode):
@@ -75,7 +75,7 @@ class PolicyNode(StopReleaseLifecycleNode):
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the policy and create the ``cmd_vel`` publisher."""
-        from vr_goggles import ros_image
+        from vr_goggles.image import codec
         from vr_goggles.policy import Policy
 
         p = self.params
@@ -84,7 +84,7 @@ class PolicyNode(StopReleaseLifecycleNode):
         except Exception as exc:  # noqa: BLE001 (any load failure is a failed transition)
             self.get_logger().error(f'configure: cannot load policy {p["model"]!r}: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self._decode = ros_image.image_to_rgb
+        self._decode = codec.image_to_rgb
         msg_type = TwistStamped if p['stamped'] else Twist
         self._pub = self.create_lifecycle_publisher(msg_type, 'cmd_vel',
                                                     qos_profile(p['output_qos']))

@@ -7,7 +7,7 @@ control period (interpolated between periods), so stamps equal the node clock wh
 simulator runs faster than real time (a frame-stacking policy paces its history by them).
 It consumes ``cmd_vel`` (Twist, or TwistStamped with ``stamped``) and advances the simulator
 one step per control period (``step_period``): the newest command no older than
-``cmd_timeout`` is mapped to a discrete action by ``vr_goggles.actions.velocity_to_action``
+``cmd_timeout`` is mapped to a discrete action by ``vr_goggles.policy.actions.velocity_to_action``
 (a zero command means "stand still", no step).
 At the end of each episode (chair reached, simulator time limit, or ``max_periods`` control
 periods) it publishes a JSON summary on ``episode`` (std_msgs/String) and resets to the next
@@ -39,9 +39,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, velocity_to_action
 from vr_goggles.nodes.params import SIM_BRIDGE_PARAMS
 from vr_goggles.nodes.ros_common import declare_parameters, main_loop, qos_profile
+from vr_goggles.policy.actions import ACTION_NAMES, CONTROL_PERIOD, velocity_to_action
 
 
 def make_env(domain: str, obs_size: int, split: str, max_episode_steps: int):
@@ -68,7 +68,7 @@ class SimBridge(Node):
         self._sim = ThreadPoolExecutor(max_workers=1, thread_name_prefix='sim_bridge_gl')
         self.env, self.seeds = self._in_sim(make_env, p['domain'], p['obs_size'], p['split'],
                                             p['max_episode_steps'])
-        from vr_goggles.ros_image import numpy_to_image
+        from vr_goggles.image.codec import numpy_to_image
         self._encode = numpy_to_image
         self._lock = threading.Lock()
         self._cmd: tuple[float, float, int] | None = None  # (linear, angular, receive ns)

@@ -1,6 +1,6 @@
 """Replay throughput vs engine-only throughput, measured in one run.
 
-``python -m vr_goggles.bench_replay`` writes a synthetic camera bag (default: 300 frames of
+``python -m vr_goggles.bench.replay`` writes a synthetic camera bag (default: 300 frames of
 640x480 ``bgr8``, as a typical USB camera records; ``--compressed`` for JPEG) unless ``--bag``
 is given, replays it with :func:`vr_goggles.replay.replay` (``bench=True``) and then times the
 engine alone on the same decoded frames with the same batch size. The goal is a ratio
@@ -57,7 +57,7 @@ def write_camera_bag(path: Path, *, n: int = 300, height: int = 480, width: int 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print both throughputs and their ratio (JSON with ``--json``)."""
-    p = argparse.ArgumentParser(prog='python -m vr_goggles.bench_replay', description=__doc__,
+    p = argparse.ArgumentParser(prog='python -m vr_goggles.bench.replay', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--bag', default=None, help='bench on this bag instead of a synthetic one')
     p.add_argument('--frames', type=int, default=300, help='synthetic bag length')

@@ -1,7 +1,7 @@
 """The goggles: camera image in, simulator-styled image out. One facade for node, replay, demo.
 
 ``Goggles`` ties together a weights file (via :mod:`vr_goggles.weights`), the shared
-preprocessing (:class:`vr_goggles.preprocess.Preprocessor` at the card's input size) and an
+preprocessing (:class:`vr_goggles.image.preprocess.Preprocessor` at the card's input size) and an
 inference engine (:mod:`vr_goggles.engines`), so every caller translates images identically
 whichever backend runs underneath.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from vr_goggles.engines import Engine, ModelSource, create_engine, source_from_weights
 from vr_goggles.engines.base import state_dict_sha256
-from vr_goggles.preprocess import Preprocessor
+from vr_goggles.image.preprocess import Preprocessor
 
 DEFAULT_MODEL = 'goggles_vr_goggles'
 #: Architectures that map an RGB image to an RGB image in [-1, 1].

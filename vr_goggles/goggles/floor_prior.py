@@ -214,7 +214,7 @@ class SegmenterRunner:
     def __init__(self, name_or_path: str = 'segmenter_dr') -> None:
         import torch
 
-        from vr_goggles.preprocess import Preprocessor
+        from vr_goggles.image.preprocess import Preprocessor
         from vr_goggles.weights import build_module
 
         self.module, card = build_module(name_or_path)
@@ -236,7 +236,7 @@ def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
                      paint_segmenter: str = 'segmenter_dr2') -> FloorPrior:
     """The floor prior for ``camera`` (default the simulator's), with a shipped segmenter.
 
-    ``paint`` names classes of :mod:`vr_goggles.semantics` to fill with their
+    ``paint`` names classes of :mod:`vr_goggles.image.semantics` to fill with their
     :data:`SIM_CLASS_RGB` (``('chair',)``) where ``paint_segmenter`` finds them (``''``: the
     floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on four times as
     many randomised frames as ``segmenter_dr``: it finds the chair better, the floor less
@@ -244,7 +244,7 @@ def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
     A segmenter that also learned from labelled camera frames (``segmenter_real``) does every
     class: ``segmenter='segmenter_real'``, ``paint=SEMANTIC_PAINT``, ``paint_segmenter=''``.
     """
-    from vr_goggles.semantics import CLASS_NAMES, FLOOR
+    from vr_goggles.image.semantics import CLASS_NAMES, FLOOR
 
     unknown = [c for c in paint if c not in SIM_CLASS_RGB]
     if unknown:

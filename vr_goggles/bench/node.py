@@ -1,6 +1,6 @@
 """End-to-end latency of ``goggles_node`` over DDS beside the bare engine, in the same run.
 
-    python -m vr_goggles.bench_node [--model NAME|PATH] [--engine auto] [--size 128]
+    python -m vr_goggles.bench.node [--model NAME|PATH] [--engine auto] [--size 128]
 
 ``goggles_node`` runs as its own process (as deployed). For every ``--size`` x ``--size``
 frame this process first times the bare engine, ``Goggles(image)`` (what ``vr-goggles bench``
@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from vr_goggles.nodes.params import EXECUTOR_CHOICES
-from vr_goggles.rate_stats import percentile
+from vr_goggles.nodes.rate_stats import percentile
 
 
 def _summary(seconds: list[float]) -> dict[str, float]:
@@ -142,7 +142,7 @@ def bench(model: str, engine: str, device: str, frames: list[np.ndarray], rate: 
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from vr_goggles.ros_image import numpy_to_image
+    from vr_goggles.image.codec import numpy_to_image
 
     ns = f'/bench{os.getpid()}'
     procs = [
@@ -151,7 +151,7 @@ def bench(model: str, engine: str, device: str, frames: list[np.ndarray], rate: 
                           '-p', f'engine:={engine}', '-p', f'device:={device}',
                           '-p', 'diagnostics_period:=0.5', '-p', f'executor:={node_executor}',
                           '--log-level', 'warn'], env=env),
-        subprocess.Popen([sys.executable, '-m', 'vr_goggles.bench_node', '--relay',
+        subprocess.Popen([sys.executable, '-m', 'vr_goggles.bench.node', '--relay',
                           f'{ns}/relay'], env=env),
     ]
     context = rclpy.Context()
@@ -233,7 +233,7 @@ def bench(model: str, engine: str, device: str, frames: list[np.ndarray], rate: 
 
 def main(argv: list[str] | None = None) -> int:
     """Run both measurements and print them (and ``--json``)."""
-    ap = argparse.ArgumentParser(prog='python -m vr_goggles.bench_node', description=__doc__,
+    ap = argparse.ArgumentParser(prog='python -m vr_goggles.bench.node', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--model', help='weights name or path (default: shipped default)')
     ap.add_argument('--model-size', type=int, default=64,

@@ -5,7 +5,7 @@ A memoryless policy cannot tell "I am pushing into a box" (the image never chang
 context. Training (a Gymnasium wrapper), evaluation, the policy node and replay all stack through
 this one class, so the history a robot sees is built exactly as in training:
 
-- frames are ``(C, H, W)`` arrays (the output of :mod:`vr_goggles.preprocess`); the stack is
+- frames are ``(C, H, W)`` arrays (the output of :mod:`vr_goggles.image.preprocess`); the stack is
   their concatenation along channels, **oldest first**, ``(k * C, H, W)``;
 - after :meth:`FrameStack.reset` the first frame fills every slot (Gymnasium's "reset" padding),
   so the first decision sees a static scene rather than black frames;
@@ -61,7 +61,8 @@ class StepClock:
     :meth:`tick` says whether a frame taken at ``t`` is the ``FIRST`` of a history (after
     :meth:`reset`, or when time went back: the caller starts its memory afresh), starts a
     ``NEW`` control step, or belongs to the ``SAME`` one as the last kept frame
-    (:func:`starts_new_step`). :class:`FrameStack`, :class:`vr_goggles.turn_memory.TurnMemory`
+    (:func:`starts_new_step`). :class:`FrameStack`,
+    :class:`vr_goggles.policy.turn_memory.TurnMemory`
     and the recurrent :class:`vr_goggles.policy.Policy` are all paced by it.
     """
 

@@ -12,7 +12,8 @@ trained with it learnt to spin a full turn, step forward once and spin again (me
 that recent spinning visible after the forward step.
 
 Training (a Gymnasium wrapper), evaluation, replay and the policy node all count through this
-one class, by the same step rule as :class:`vr_goggles.frame_stack.FrameStack`: every call is
+one class, by the same step rule as :class:`vr_goggles.policy.frame_stack.FrameStack`: every call
+is
 a control step, or, with frame times, a frame less than ``period`` after the step's first one
 belongs to the same step and the last action chosen in a step is the one that counts.
 """
@@ -23,8 +24,8 @@ from collections import deque
 
 import numpy as np
 
-from vr_goggles.actions import FORWARD
-from vr_goggles.frame_stack import StepClock
+from vr_goggles.policy.actions import FORWARD
+from vr_goggles.policy.frame_stack import StepClock
 
 __all__ = ['TurnMemory', 'n_planes']
 

@@ -1,7 +1,7 @@
 """``vr-goggles replay``: run the goggles (and optionally the policy) over a recorded bag.
 
 Offline twin of the ROS node: the same :class:`vr_goggles.goggles.Goggles` core, decoding
-(:mod:`vr_goggles.ros_image`) and preprocessing, fed from a ROS 1 or ROS 2 bag through
+(:mod:`vr_goggles.image.codec`) and preprocessing, fed from a ROS 1 or ROS 2 bag through
 ``rosbags`` (no ROS install). The output is a ROS 2 MCAP bag with every original message plus
 ``<topic>_sim`` (translated ``rgb8`` images, original header stamps and log times) and, with a
 policy, its ``cmd_vel`` per frame, so ``ros2 bag play`` of the output drives RViz/Foxglove as
@@ -635,7 +635,7 @@ class _Pipeline:
 
     def _decode(self, conn: Any, raw: bytes) -> tuple[np.ndarray, Any]:
         """Raw message -> (RGB image at its own size, header); ``_Undecodable`` on failure."""
-        from vr_goggles import ros_image
+        from vr_goggles.image import codec
 
         try:
             msg = self.reader.deserialize(raw, conn.msgtype)
@@ -643,9 +643,9 @@ class _Pipeline:
             raise _Undecodable('undeserializable message', e) from None
         try:
             if conn.msgtype == COMPRESSED_TYPE:
-                rgb = ros_image.compressed_to_numpy(msg)
+                rgb = codec.compressed_to_numpy(msg)
             else:
-                rgb = ros_image.image_to_rgb(msg)
+                rgb = codec.image_to_rgb(msg)
         except Exception as e:
             raise _Undecodable('bad image', e) from None
         return rgb, msg.header
@@ -708,7 +708,7 @@ class _Pipeline:
     # -- writer thread ----------------------------------------------------------------------
     def write(self) -> None:
         """Writer thread: serialise and write; on failure keep draining so nothing blocks."""
-        from vr_goggles import ros_image
+        from vr_goggles.image import codec
 
         types = self.out_store.types
         Image, Header, Time = (types[IMAGE_TYPE], types['std_msgs/msg/Header'],
@@ -730,7 +730,7 @@ class _Pipeline:
                 _, frame, out, vel = item
                 hdr = Header(stamp=Time(sec=frame.stamp[0], nanosec=frame.stamp[1]),
                              frame_id=frame.frame_id)
-                msg = ros_image.numpy_to_image(out, 'rgb8', header=hdr, msg_cls=Image)
+                msg = codec.numpy_to_image(out, 'rgb8', header=hdr, msg_cls=Image)
                 self.writer.write(self.conns['sim'], frame.log_time, ser(msg, IMAGE_TYPE))
                 self.written += 1
                 if vel is not None:
@@ -774,7 +774,7 @@ class _Pipeline:
 
     def run(self, progress: Any) -> None:
         """Translate frames as they arrive; returns when the reader is done or stopped."""
-        from vr_goggles.actions import action_to_velocity
+        from vr_goggles.policy.actions import action_to_velocity
 
         st = self.stats
         for batch in self._batches():
@@ -1050,8 +1050,8 @@ def _run_to(cfg: ReplayConfig, opened: _Opened, topic: str, msgtype: str, sim_to
 
 
 def _shift_error(goggles: Any, samples: list, max_shift: int, k: int) -> dict[str, Any]:
-    from vr_goggles import metrics as qm
-    from vr_goggles.preprocess import denormalize, normalize
+    from vr_goggles.goggles import quality as qm
+    from vr_goggles.image.preprocess import denormalize, normalize
 
     chosen = [s[2] for s in samples[:k]]
     if not chosen or max_shift < 2:
@@ -1072,7 +1072,7 @@ def _shift_error(goggles: Any, samples: list, max_shift: int, k: int) -> dict[st
 def _metrics(cfg: ReplayConfig, pipe: _Pipeline, reader: Any, topic: str, msgtype: str,
              sim_topic: str, cmd_vel_topic: str | None, goggles: Any, policy: Any,
              wall: float, status: dict, salvaged: bool) -> dict[str, Any]:
-    from vr_goggles.actions import ACTION_NAMES
+    from vr_goggles.policy.actions import ACTION_NAMES
 
     st = pipe.stats
     lat = st.latencies_ms
@@ -1114,7 +1114,7 @@ def _metrics(cfg: ReplayConfig, pipe: _Pipeline, reader: Any, topic: str, msgtyp
                     else None,
                     'pairs': len(st.flicker_in),
                     'definition': 'sum|out[t+1]-out[t]| / sum|in[t+1]-in[t]| at model size '
-                                  '(vr_goggles.metrics.flicker); 0 for a static input'},
+                                  '(vr_goggles.goggles.quality.flicker); 0 for a static input'},
         'shift_error': None,
         'policy': None,
         'bag_duration_s': float(reader.duration) / 1e9,
@@ -1188,7 +1188,7 @@ def _loadavg() -> list[float] | None:
 
 def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: _Stats) -> Path:
     """Standalone HTML: summary, latency and flicker plots, input | translated strip, command."""
-    from vr_goggles import report as rp
+    from vr_goggles.replay import html as rp
 
     sections: list[tuple[str, str]] = []
     status = ('complete' if metrics['complete']

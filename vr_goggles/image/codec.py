@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from vr_goggles.preprocess import to_rgb
+from vr_goggles.image.preprocess import to_rgb
 
 _LOG = logging.getLogger(__name__)
 
@@ -479,7 +479,7 @@ def _load_bridge() -> Any:
         except Exception:
             agree = False
         if not agree:
-            _LOG.warning('cv_bridge disagrees with vr_goggles.ros_image on %s (step padding or '
+            _LOG.warning('cv_bridge disagrees with vr_goggles.image.codec on %s (step padding or '
                          'byte order); using numpy decoding', m.encoding)
             return None
     return bridge

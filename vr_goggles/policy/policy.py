@@ -2,7 +2,8 @@
 
 ``Policy.load('policy_sim')`` rebuilds the exported :class:`vr_goggles.models.actor.NavActor`
 from its safetensors + card, and ``act`` applies the one preprocessing path of the project
-(``vr_goggles.preprocess.Preprocessor`` at the card's input size) before a deterministic argmax.
+(``vr_goggles.image.preprocess.Preprocessor`` at the card's input size) before a deterministic
+argmax.
 ``sim_training.evaluate_policy`` evaluates this very class, so the reported success rate is the
 success rate of what runs on the robot.
 
@@ -15,7 +16,8 @@ dilated stack), default the last ``frame_stack`` steps. A recurrent policy
 (``NavRecurrentActor``) keeps an LSTM state instead, stepped by the same rule: a frame closer
 than the control period to the last kept one recomputes the newest step from the state before
 it rather than advancing the memory. The card's ``turn_memory`` (default 0: none) adds the
-:class:`vr_goggles.turn_memory.TurnMemory` planes after the frames (two with ``turn_window``):
+:class:`vr_goggles.policy.turn_memory.TurnMemory` planes after the frames (two with
+``turn_window``):
 the policy counts its own turning steps, assuming the action it chose (the argmax) is the one
 the robot executed.
 """
@@ -28,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from vr_goggles.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
-from vr_goggles.frame_stack import FrameStack, StepClock
-from vr_goggles.preprocess import NORMALIZATION, Preprocessor
-from vr_goggles.turn_memory import TurnMemory, n_planes
+from vr_goggles.image.preprocess import NORMALIZATION, Preprocessor
+from vr_goggles.policy.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
+from vr_goggles.policy.frame_stack import FrameStack, StepClock
+from vr_goggles.policy.turn_memory import TurnMemory, n_planes
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
 
@@ -46,12 +48,14 @@ class Policy:
         norm = card.normalization or {}
         if norm.get('range') != NORMALIZATION['range'] or norm.get('color_order', 'rgb') != 'rgb':
             raise WeightsError(name or card.name,
-                               f'card normalization {norm} differs from vr_goggles.preprocess '
+                               f'card normalization {norm} differs from '
+                               f'vr_goggles.image.preprocess '
                                f'({NORMALIZATION}); refusing to guess the input scaling')
         n_actions = int(card.kwargs.get('n_actions', len(ACTION_NAMES)))
         if n_actions != len(ACTION_NAMES):
             raise WeightsError(name or card.name,
-                               f'policy has {n_actions} actions, vr_goggles.actions defines '
+                               f'policy has {n_actions} actions, '
+                               f'vr_goggles.policy.actions defines '
                                f'{len(ACTION_NAMES)} {ACTION_NAMES}')
         self.frame_stack = int(card.extra.get('frame_stack', 1))
         self.turn_memory = int(card.extra.get('turn_memory', 0))
@@ -171,7 +175,7 @@ class Policy:
 
     def velocity(self, image: np.ndarray, color_order: str = 'rgb',
                  t: float | None = None) -> tuple[int, tuple[float, float]]:
-        """``(action, (linear m/s, angular rad/s))`` via ``vr_goggles.actions``."""
+        """``(action, (linear m/s, angular rad/s))`` via ``vr_goggles.policy.actions``."""
         action = self.act(image, color_order, t)
         return action, action_to_velocity(action)
 
