@@ -2,7 +2,7 @@
 
 Why: ``policy_sim`` drives 95 % in sim but is fragile to what translated frames carry (98 % on
 clean sim frames vs 69 % with a Gaussian blur of sigma 1.5 and 84 % behind the shipped
-VR-Goggles generator applied to the sim frames themselves; docs/policy_camera_augment.json).
+VR-Goggles generator applied to the sim frames themselves; docs/results/policy_camera_augment.json).
 PPO with a corrupted camera traded the sim score for that robustness (93-94 % in sim). SECANT
 (Fan et al., ICML 2021) splits the two jobs: the expert keeps the clean frames, and a student of
 the same architecture imitates it on corrupted views of the *same* states, by DAgger on its own
@@ -32,7 +32,7 @@ its corrupted stack plus ``clean_weight`` times the same on the clean stack, whi
 behaviour. Rounds checkpoint atomically (student, optimizer, random state, the round's samples)
 and a rerun with the same ``--out`` resumes after the last finished round.
 
-Measured (docs/policy_distill.json; 60-72k labelled states, 11-20 min on one core): the
+Measured (docs/results/policy_distill.json; 60-72k labelled states, 11-20 min on one core): the
 students keep the sim score (96-98.5 % on 200 training layouts vs 97.5 %) but camera-only mixes
 drive 35-40 % behind VR-Goggles vs the expert's 36 %, and mixes with goggles frames 8-17 %:
 they learn that goggles artefacts are not chairs and search in place where the expert drives

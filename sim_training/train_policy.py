@@ -75,14 +75,14 @@ class Args:
     --frame-stack frame and ending at 0, e.g. 18,12,6,1,0 (a dilated stack: four directions a
     quarter turn apart while turning, plus the last step); '' = the last frame_stack steps.
     Measured: 18,12,6,1,0 and 12,6,3,1,0 did not beat 4 contiguous frames on the detour
-    layouts (docs/policy_dilated_stack.json)"""
+    layouts (docs/results/policy_dilated_stack.json)"""
     turn_memory: int = 0
     """> 0: append one input plane counting the control steps since the last forward step,
     saturating at this many turns (24 x 15 degrees = a full turn; vr_goggles.policy.turn_memory),
     so
     the policy can know it has already looked all around; 0 = frames only. Measured: alone it
     did not stop the turning in place; with --turn-window 48 it is the shipped recipe
-    (docs/policy_turn_memory.json)"""
+    (docs/results/policy_turn_memory.json)"""
     turn_window: int = 0
     """> 0 (with --turn-memory): a second plane, the share of turns among the last this many
     control steps, which a single forward step does not reset; 0 = none"""
@@ -118,13 +118,13 @@ class Args:
     """distance the per-step progress reward measures, training only: euclidean (the env's own,
     straight line) or geodesic (along the planned obstacle-free path, as Habitat's PointNav
     reward; a detour around an obstacle then counts as progress). Measured: geodesic did not
-    beat euclidean (docs/policy_geodesic_shaping.json), so the shipped recipe keeps euclidean"""
+    beat euclidean (docs/results/policy_geodesic_shaping.json), so the shipped recipe keeps euclidean"""
     detour_keep: float = 1.0
     """training only: probability of keeping a drawn layout whose planned path to the chair is
     less than detour_margin longer than the straight line (else it is redrawn); < 1 trains more
     often on layouts where an obstacle stands between robot and chair, where the 4-frame policy
     fails most. 1 = uniform layouts. Measured: 0.4 did not lift the 4-frame policy on them
-    (docs/policy_detour_layouts.json)"""
+    (docs/results/policy_detour_layouts.json)"""
     detour_margin: float = 0.3
     """extra planned-path length (m) over the straight line that makes a layout a detour"""
     camera_augment: float = 0.0
@@ -134,14 +134,14 @@ class Args:
     tolerates the blur and colour errors of translated frames; 0 = clean frames only.
     Measured: 0.7 lifted driving behind VR-Goggles from 36 % to 42-51 % but cost 1-4 points in
     sim, and 0.5 / 0.3 from the start of the turn-memory stage gave the same trade, so the
-    shipped policy is trained without it (docs/policy_camera_augment.json)"""
+    shipped policy is trained without it (docs/results/policy_camera_augment.json)"""
     floor_augment: float = 0.0
     """training only, --domain sim: share of episodes whose floor is plain grey or the
     checkerboard at a random tile size, phase and brightness (ChairNavEnv floor_augment), so the
     policy does not steer by the checkerboard's phase, which no translator can read off a real
-    floor (docs/translator_ceiling.json); 0 = the canonical floor only. Measured: 0.5 keeps
+    floor (docs/results/translator_ceiling.json); 0 = the canonical floor only. Measured: 0.5 keeps
     the sim score and removes the floor dependence, but drives no better behind VR-Goggles
-    (33 % vs 34.5 % on the evaluation layouts, docs/policy_floor_augment.json)"""
+    (33 % vs 34.5 % on the evaluation layouts, docs/results/policy_floor_augment.json)"""
     spin_penalty: float = 0.0
     """reward per turn after spin_limit consecutive turns, training only: a memoryless argmax
     policy that cannot see the chair must not turn in place forever"""
@@ -155,7 +155,7 @@ class Args:
     """> 0: before PPO, fit the policy to the privileged Oracle by DAgger over this many
     expert-labelled env steps (sim_training.dagger; needs --vec-env dummy), then PPO fine-tunes
     it; 0: PPO from scratch (or from --init-from). Measured: not better than PPO alone on the
-    detour layouts (docs/policy_dagger.json)"""
+    detour layouts (docs/results/policy_dagger.json)"""
     dagger_iterations: int = 4
     """DAgger collect-then-fit rounds; round k follows the expert with probability
     dagger_beta_decay ** k, else the learner"""

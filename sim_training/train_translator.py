@@ -33,7 +33,7 @@ weight skips the term and all weights/switches are printed and logged at start):
 With ``ema_decay`` > 0 the exported G (and every snapshot) is an exponential moving average of
 G's weights from ``ema_start_step`` on (Yazici et al., ICLR 2019: averaged GAN generators often
 beat any single iterate); training itself is unchanged. Here it drove no better than the raw G
-of the same run (docs/translator_weight_averaging.json).
+of the same run (docs/results/translator_weight_averaging.json).
 
 During the first ``warmup_steps`` steps G and F learn only ``warmup_selfreg`` * self-
 regularisation (SimGAN refiner pre-training) while the discriminators already train.
@@ -107,19 +107,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pixel-aligned sim frames of the same states) drove worse too: weight 3 gave 10-17 % and
     # weight 10 3 % (steps 2500/3000/3500, seed 0) against 36 % for the shipped VR-Goggles
     # generator, all with the turn-memory policy on the same 100 training-split layouts
-    # (docs/translator_paired_dr.json). It is in no preset.
+    # (docs/results/translator_paired_dr.json). It is in no preset.
     # segmenter_dr's chair pseudo-labels are half wrong (the generators paint chairs into most
     # chair-free real frames), but ignoring them (pseudo_ignore='chair') painted as many, missed
-    # more visible chairs and drove 5-20 % vs 36 % (two seeds; docs/translator_pseudo_ignore.json).
+    # more visible chairs and drove 5-20 % vs 36 % (two seeds; docs/results/translator_pseudo_ignore.json).
     # Nor do the labels or the width limit G: the real frames' true labels in place of the
     # pseudo-labels drove 4-7 %, a better labeller (real mIoU 51 vs 44) 6-15 %, ngf 32 0 %.
     # Per-class colour matching on the pseudo-labels (lambda_class_color 10) moved three seeds
     # by +11, +3 and -8 points (6-21 %): no consistent gain, under the shipped 36 %; in no
-    # preset (docs/translator_labels_width_color.json).
+    # preset (docs/results/translator_labels_width_color.json).
     # A stronger real-side term drove worse (lambda_sem_real 5: 1-6 %, 10: 0 %, seed 0, vs 7-10 %
     # at 1), though at 5 the sim segmenter scores G's held-out frames higher (mIoU 40.5 vs 36.5):
     # G satisfies the frozen segmenter with washed-out floors and black blobs
-    # (docs/translator_sem_weight.json).
+    # (docs/results/translator_sem_weight.json).
     'cycada': dict(lambda_sem_sim=0.1, lambda_sem_real=1.0, pseudo_segmenter='segmenter_dr',
                    pseudo_refresh_every=0, pseudo_start_step=0, lambda_sem_cycle=1.0,
                    sem_class_weights='chair=5,object=2', antialias=True, upsample='resize',
@@ -207,7 +207,7 @@ class TranslatorConfig:
     # --- optimisation
     steps: int = 4000             #: generator steps
     decay_steps: int = -1         #: linear LR decay over the last N steps (-1: steps // 2)
-    batch_size: int = 1           #: 4 or 8 drove as 1 did (docs/translator_batch_size.json)
+    batch_size: int = 1           #: 4 or 8 drove as 1 did (docs/results/translator_batch_size.json)
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -228,7 +228,7 @@ class TranslatorConfig:
     threads: int = 1              #: torch intra-op threads per process
     device: str = 'cpu'
     precision: str = 'fp32'       #: 'fp32' | 'bf16' (autocast) | 'fp16' (CUDA + GradScaler)
-    #:                                bf16 drove worse (docs/translator_pseudo_start.json)
+    #:                                bf16 drove worse (docs/results/translator_pseudo_start.json)
     log_every: int = 25           #: scalars every N steps (0: only the last step)
     image_every: int = 500        #: image grids every N steps (0: never)
     ckpt_every: int = 250         #: checkpoint every N steps and at the end (0: never)

@@ -4,11 +4,11 @@ Why: the sim policy steers by the black/white floor tiles flowing under its came
 No unpaired generator paints them from a real floor (it has no tiles, and one frame does not
 say how the camera moved), and that is the largest single cost of the goggles: with the true
 sim floor pasted into the floor pixels, ``policy_sim`` drives 63 % instead of 26 %
-(``docs/translator_ceiling.json``). This module renders that floor from what a robot knows
+(``docs/results/translator_ceiling.json``). This module renders that floor from what a robot knows
 anyway: the camera's calibration (height, pitch, field of view), its odometry, and where the
 floor is, from a segmenter trained on randomised sim looks (``segmenter_dr``). The phase of
 the tiles does not matter; their motion does: a floor that stays put while the robot drives
-(no odometry) stops the policy (``docs/floor_prior.json``).
+(no odometry) stops the policy (``docs/results/floor_prior.json``).
 
 Poses are ``(x, y, yaw)`` in a ground frame in metres and radians, REP 103 style: ``x``
 forward at yaw 0, ``y`` to the left, yaw counter-clockwise (``nav_msgs/Odometry``'s pose).
@@ -122,7 +122,7 @@ class FloorRenderer:
 #: near-uniform (per-channel std 3-5), so a flat fill is close to them. Distractors
 #: (``object``) are hidden in the wall colour instead of painted in theirs: the sim policy
 #: drives as well past invisible distractors (94 %) but is misled by flat blobs (85 %,
-#: ``docs/floor_prior_chair.json``).
+#: ``docs/results/floor_prior_chair.json``).
 SIM_CLASS_RGB: dict[str, tuple[int, int, int]] = {
     'chair': (82, 70, 71),
     'wall': (154, 153, 150),
@@ -240,7 +240,7 @@ def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
     :data:`SIM_CLASS_RGB` (``('chair',)``) where ``paint_segmenter`` finds them (``''``: the
     floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on four times as
     many randomised frames as ``segmenter_dr``: it finds the chair better, the floor less
-    completely, so each does the job it is better at (``docs/floor_prior_chair.json``).
+    completely, so each does the job it is better at (``docs/results/floor_prior_chair.json``).
     A segmenter that also learned from labelled camera frames (``segmenter_real``) does every
     class: ``segmenter='segmenter_real'``, ``paint=SEMANTIC_PAINT``, ``paint_segmenter=''``.
     """

@@ -158,7 +158,7 @@ class ResnetGenerator(nn.Module):
     shift behaviour; the adversarial terms still decide the output's textures. Measured: it
     keeps more of the sim frame (chair error 25/255) but policy_sim drove 7-15 % behind it on
     the real-proxy look vs 12-39 % for the shipped recipe with the same seed, so no preset uses
-    it (docs/translator_generator_variants.json).
+    it (docs/results/translator_generator_variants.json).
     """
 
     def __init__(self, *, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
