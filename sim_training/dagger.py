@@ -11,7 +11,8 @@ far. The learner is the very SB3 ``ActorCriticPolicy`` that PPO then fine-tunes
 with the discounted training returns of the episodes collected, so PPO starts from a policy
 that already drives and a critic that roughly knows it. The images are the learner's own
 observations (sim look, frame stack): the expert's privileged knowledge enters only through
-the labels. Measured (docs/results/policy_dagger.json): 160k labels in 17 min fit 72% of the expert's
+the labels. Measured
+(docs/results/policy_dagger.json): 160k labels in 17 min fit 72% of the expert's
 actions (a hidden chair makes its turns unpredictable from the images), and PPO from there did
 not beat PPO alone on the detour layouts, so the shipped recipe does not use it.
 """

@@ -2,7 +2,8 @@
 
 Why: ``policy_sim`` drives 95 % in sim but is fragile to what translated frames carry (98 % on
 clean sim frames vs 69 % with a Gaussian blur of sigma 1.5 and 84 % behind the shipped
-VR-Goggles generator applied to the sim frames themselves; docs/results/policy_camera_augment.json).
+VR-Goggles generator applied to the sim frames themselves;
+docs/results/policy_camera_augment.json).
 PPO with a corrupted camera traded the sim score for that robustness (93-94 % in sim). SECANT
 (Fan et al., ICML 2021) splits the two jobs: the expert keeps the clean frames, and a student of
 the same architecture imitates it on corrupted views of the *same* states, by DAgger on its own

@@ -118,7 +118,8 @@ class Args:
     """distance the per-step progress reward measures, training only: euclidean (the env's own,
     straight line) or geodesic (along the planned obstacle-free path, as Habitat's PointNav
     reward; a detour around an obstacle then counts as progress). Measured: geodesic did not
-    beat euclidean (docs/results/policy_geodesic_shaping.json), so the shipped recipe keeps euclidean"""
+    beat euclidean
+    (docs/results/policy_geodesic_shaping.json), so the shipped recipe keeps euclidean"""
     detour_keep: float = 1.0
     """training only: probability of keeping a drawn layout whose planned path to the chair is
     less than detour_margin longer than the straight line (else it is redrawn); < 1 trains more

@@ -110,7 +110,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (docs/results/translator_paired_dr.json). It is in no preset.
     # segmenter_dr's chair pseudo-labels are half wrong (the generators paint chairs into most
     # chair-free real frames), but ignoring them (pseudo_ignore='chair') painted as many, missed
-    # more visible chairs and drove 5-20 % vs 36 % (two seeds; docs/results/translator_pseudo_ignore.json).
+    # more visible chairs and drove 5-20 % vs 36 % (two seeds;
+    # docs/results/translator_pseudo_ignore.json).
     # Nor do the labels or the width limit G: the real frames' true labels in place of the
     # pseudo-labels drove 4-7 %, a better labeller (real mIoU 51 vs 44) 6-15 %, ngf 32 0 %.
     # Per-class colour matching on the pseudo-labels (lambda_class_color 10) moved three seeds
@@ -207,7 +208,7 @@ class TranslatorConfig:
     # --- optimisation
     steps: int = 4000             #: generator steps
     decay_steps: int = -1         #: linear LR decay over the last N steps (-1: steps // 2)
-    batch_size: int = 1           #: 4 or 8 drove as 1 did (docs/results/translator_batch_size.json)
+    batch_size: int = 1           #: 4 or 8 drove as 1 did (results/translator_batch_size.json)
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
