@@ -857,7 +857,7 @@ def _augmented_floor(checker: _Material, rng: np.random.Generator) -> _Material:
     """A sim floor a policy cannot read for the checkerboard's phase (``floor_augment``).
 
     A translator cannot know where the tile edges of the sim floor would lie under a real
-    floor, so the policy should not steer by them 
+    floor, so the policy should not steer by them
     (``docs/results/translator_ceiling.json``). One third
     plain grey (tint 0.25-0.75), two thirds the checkerboard at a random tile size (0.5-2 m),
     phase and brightness.
