@@ -200,3 +200,37 @@ def test_turn_memory_policy_counts_its_own_turns(tmp_path, rng):
                     extra={'turn_memory': 4})
     with pytest.raises(WeightsError, match='turn_memory=4, turn_window=0 needs in_channels=4'):
         Policy.load(save(tmp_path / 'pb', build('NavActor', **KWARGS).state_dict(), bad))
+
+
+# -- the shipped policy_sim: known answers --------------------------------------------------
+#: Eight seeded noise frames (np.random.default_rng(0), uint8 (8, 64, 64, 3)), stepped in
+#: sequence through the shipped policy_sim: its actions and logits, recorded before the
+#: recurrent and dilated-stack branches left vr_goggles.policy (commit 083bc5e's code).
+SIM_ACTIONS = [2, 1, 2, 0, 0, 2, 2, 2]
+SIM_LOGITS = [[-1.484059, -1.144467, 1.862821], [0.248405, 0.416890, -1.058727],
+              [-1.261265, -0.559823, 1.321001], [0.095054, -0.166329, -0.511677],
+              [0.993237, -0.649651, -0.859756], [-1.176751, -1.201182, 1.717672],
+              [-1.172714, -1.464444, 1.956321], [-1.127185, -1.661784, 1.971545]]
+#: The same frames stamped 0.25 s apart (half the 0.5 s control period): every other frame
+#: replaces the newest slot instead of starting a control step.
+SIM_LOGITS_STAMPED = [[-1.484059, -1.144467, 1.862821], [0.254006, 0.452309, -1.099015],
+                      [-1.247365, -0.493778, 1.249438], [0.294819, -0.124789, -0.762642],
+                      [1.732363, -0.479399, -1.831440], [-1.055427, -1.252117, 1.602741],
+                      [-1.004081, -1.307176, 1.669849], [-1.073002, -1.279794, 1.652562]]
+
+
+def test_shipped_policy_sim_known_answers():
+    """policy_sim (card frame_offsets [3, 2, 1, 0]) loads and acts as it always has."""
+    policy = Policy.load('policy_sim')
+    assert policy.card.extra['frame_offsets'] == [3, 2, 1, 0]
+    assert policy.frame_stack == 4 and policy.turn_memory == 24 and policy.turn_window == 48
+    frames = np.random.default_rng(0).integers(0, 256, size=(8, 64, 64, 3), dtype=np.uint8)
+    assert [policy.act(f) for f in frames] == SIM_ACTIONS
+    policy.reset()
+    np.testing.assert_allclose(policy.logits(list(frames)), SIM_LOGITS, atol=1e-5)
+    policy.reset()
+    stamped = policy.logits(list(frames), times=[0.25 * i for i in range(8)])
+    np.testing.assert_allclose(stamped, SIM_LOGITS_STAMPED, atol=1e-5)
+    policy.reset()
+    assert [policy.act(f, t=0.25 * i) for i, f in enumerate(frames)] == list(
+        np.argmax(SIM_LOGITS_STAMPED, axis=1))
