@@ -54,6 +54,7 @@ setup(
             'ruff>=0.4',
             'flake8>=6',
             'pydocstyle>=6',
+            'import-linter>=2',  # the architecture contracts (pyproject.toml)
         ],
     },
     zip_safe=True,
