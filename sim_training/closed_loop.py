@@ -38,9 +38,8 @@ from vr_goggles.weights import atomic_write_bytes
 Transform = Callable[[np.ndarray], np.ndarray]
 
 #: name -> (policy, domain, goggles model or special transform, description); 'MODEL+floor' is
-#: the goggles MODEL followed by the floor prior (:class:`GogglesWithFloor`), '+floor+chair'
-#: also paints the chair the segmenter finds in its sim colour; 'semantic:SEGMENTER' is no
-#: generator at all: the sim frame rendered from SEGMENTER's classes and the pose
+#: the goggles MODEL followed by the floor prior (:class:`PosedGoggles`); 'semantic:SEGMENTER'
+#: is no generator at all: the sim frame rendered from SEGMENTER's classes and the pose
 #: (:func:`semantic_goggles`)
 CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
     'sim': ('policy_sim', 'sim', None, 'sim look, no goggles (upper bound)'),
@@ -52,9 +51,6 @@ CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
     'real_vr_goggles_floor': ('policy_sim', 'real', 'goggles_vr_goggles+floor',
                               'behind VR-Goggles + the floor prior (segmenter_dr, camera '
                               'geometry, odometry)'),
-    'real_vr_goggles_floor_chair': ('policy_sim', 'real', 'goggles_vr_goggles+floor+chair',
-                                    'behind VR-Goggles + the floor prior + the chair painted '
-                                    'in its sim colour'),
     'real_semantic_goggles': ('policy_sim', 'real', 'semantic:segmenter_real',
                               'behind semantic goggles: the sim frame rendered from the '
                               'classes segmenter_real (trained on labelled camera frames) finds '
@@ -129,18 +125,16 @@ class Recorder:
                 t['chair'] = [float(chair[0]), float(chair[-1])]
 
 
-class GogglesWithFloor:
-    """The goggles, then the floor prior at the robot's pose.
-
-    (:mod:`vr_goggles.goggles.floor_prior`)
+class PosedGoggles:
+    """The goggles' whole frame path (:meth:`Goggles.frame`) at the robot's odometry pose.
 
     The pose is the simulator's (``info['agent_pos']``, ``info['agent_dir']``): ideal wheel
     odometry, which a robot reads from ``/odom``. ``observe`` takes it (``run_episodes``'s
     ``on_info``) before each frame.
     """
 
-    def __init__(self, goggles: Transform, prior: Any) -> None:
-        self.goggles, self.prior = goggles, prior
+    def __init__(self, goggles: Goggles) -> None:
+        self.goggles = goggles
         self.pose: tuple[float, float, float] | None = None
 
     def observe(self, info: dict[str, Any]) -> None:
@@ -151,8 +145,8 @@ class GogglesWithFloor:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Camera frame -> what the policy sees."""
         if self.pose is None:
-            raise RuntimeError('GogglesWithFloor: no pose yet (pass observe as on_info)')
-        return self.prior(frame, self.goggles(frame), self.pose)
+            raise RuntimeError('PosedGoggles: no pose yet (pass observe as on_info)')
+        return self.goggles.frame(frame, pose=self.pose)
 
 
 def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None, dict]:
@@ -172,14 +166,14 @@ def make_transform(kind: str | None, cfg: DemoConfig) -> tuple[Transform | None,
     info = {'model': model, 'engine': goggles.engine.name,
             'device': goggles.engine.device, 'precision': goggles.engine.precision}
     if extras:
-        if extras[0] != 'floor':
-            raise ValueError(f'{kind}: expected MODEL+floor[+CLASS...]')
-        transform, info['floor_prior'] = with_floor_prior(goggles, tuple(extras[1:]))
+        if extras != ['floor']:
+            raise ValueError(f'{kind}: expected MODEL or MODEL+floor')
+        transform, info['floor_prior'] = with_floor_prior(goggles)
         return transform, info
     return goggles, info
 
 
-def semantic_goggles(segmenter: str) -> tuple[GogglesWithFloor, dict[str, Any]]:
+def semantic_goggles(segmenter: str) -> tuple[PosedGoggles, dict[str, Any]]:
     """The floor prior with every class painted by ``segmenter``, on the camera frame itself.
 
     Every pixel the segmenter does not call void is rendered (floor) or painted flat (chair,
@@ -187,30 +181,25 @@ def semantic_goggles(segmenter: str) -> tuple[GogglesWithFloor, dict[str, Any]]:
     pixels (none on the real-proxy evaluation frames) keep the camera's, at the segmenter's
     input size and crop.
     """
-    from functools import partial
-
-    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT, make_floor_prior
-    from vr_goggles.image.preprocess import resize
+    from vr_goggles.goggles.floor_prior import make_floor_prior
+    from vr_goggles.goggles.semantic_paint import SEMANTIC_PAINT
     from vr_goggles.weights import load_card, resolve
 
     size = tuple(int(v) for v in load_card(resolve(segmenter)).input_size)
-    prior = make_floor_prior(segmenter, size=size[0], paint=SEMANTIC_PAINT, paint_segmenter='')
+    prior = make_floor_prior(segmenter, size=size[0], paint=SEMANTIC_PAINT)
     info = {'model': None, 'segmenter': segmenter, 'paint': list(SEMANTIC_PAINT),
             'odometry': 'simulator pose', 'camera': asdict(prior.renderer.camera)}
-    return GogglesWithFloor(partial(resize, size=size, keep_aspect=True), prior), info
+    return PosedGoggles(Goggles.paint_only(prior)), info
 
 
-def with_floor_prior(goggles: Goggles,
-                     paint: tuple[str, ...] = ()) -> tuple[GogglesWithFloor, dict[str, Any]]:
+def with_floor_prior(goggles: Goggles) -> tuple[PosedGoggles, dict[str, Any]]:
     """``goggles`` followed by the floor prior at their input size, and what that prior is."""
     from vr_goggles.goggles.floor_prior import make_floor_prior
 
-    prior = make_floor_prior(size=goggles.input_size[0], paint=paint)
+    prior = make_floor_prior(size=goggles.input_size[0])
     info = {'segmenter': prior.segment.name, 'odometry': 'simulator pose',
-            'camera': asdict(prior.renderer.camera), 'paint': list(paint)}
-    if prior.paint_segment is not None:
-        info['paint_segmenter'] = prior.paint_segment.name
-    return GogglesWithFloor(goggles, prior), info
+            'camera': asdict(prior.renderer.camera), 'paint': []}
+    return PosedGoggles(goggles.with_floor_prior(prior)), info
 
 
 def run_condition(name: str, cfg: DemoConfig) -> tuple[dict[str, Any], Recorder]:

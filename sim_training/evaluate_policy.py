@@ -84,7 +84,7 @@ def run_episodes(policy_fn: Callable[[np.ndarray], int], domain: str, episodes: 
     camera_image, policy_input, info)`` is called before every decision (reports record frames
     and trajectories through it); it must not change its arguments. ``on_info(info)`` gets the
     env's info after every reset and step, before the next transform (the odometry of a
-    transform that needs the pose, e.g. :class:`sim_training.closed_loop.GogglesWithFloor`).
+    transform that needs the pose, e.g. :class:`sim_training.closed_loop.PosedGoggles`).
     """
     from tqdm import tqdm
 

@@ -68,9 +68,6 @@ def test_goggled_conditions_ran_through_the_engine(demo_run):
     assert floor['floor_prior']['camera'] == {'fov_y_deg': 60.0, 'pitch_deg': -8.0,
                                               'height_m': 0.9}
     assert floor['floor_prior']['paint'] == []
-    chair = results['conditions']['real_vr_goggles_floor_chair']['transform']
-    assert chair['floor_prior']['paint'] == ['chair']
-    assert chair['floor_prior']['paint_segmenter'] == 'segmenter_dr2'
     semantic = results['conditions']['real_semantic_goggles']['transform']
     assert semantic['model'] is None  # no generator
     assert semantic['segmenter'] == 'segmenter_real'
@@ -106,9 +103,9 @@ def test_cli_rejects_unknown_condition(tmp_path, capsys):
 
 
 def test_floor_condition_needs_a_pose_first():
-    from sim_training.closed_loop import GogglesWithFloor
+    from sim_training.closed_loop import PosedGoggles
 
-    t = GogglesWithFloor(goggles=None, prior=None)
+    t = PosedGoggles(goggles=None)
     with pytest.raises(RuntimeError, match='no pose'):
         t(np.zeros((64, 64, 3), np.uint8))
     t.observe({'agent_pos': np.array([1.0, -2.0]), 'agent_dir': 0.5})

@@ -103,20 +103,6 @@ def test_paint_fills_segmented_classes_anywhere_and_floor_is_not_paintable():
     assert np.array_equal(out[floor], r.render((0.3, -0.2, 0.5))[floor])
     assert (out[~chair & ~r.valid] == 7).all()
 
-    # a second segmenter for the painted classes: the chair follows it, the floor does not
-    def chair_left(frames):
-        labels = np.zeros((len(frames), 16, 16), np.uint8)
-        labels[:, :, :2] = chair_id
-        return labels
-
-    two = FloorPrior(segment, floor_id, r, paint={chair_id: (1, 2, 3)}, paint_segment=chair_left)
-    out2 = two(np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 7, np.uint8),
-               (0.3, -0.2, 0.5))
-    left = chair_left([None])[0] == chair_id
-    assert (out2[left] == (1, 2, 3)).all()
-    rest = ~left & ~chair & r.valid
-    assert np.array_equal(out2[rest], r.render((0.3, -0.2, 0.5))[rest])
-    assert (out2[chair & ~left] == 7).all()  # segment's chair, not paint_segment's: untouched
     with pytest.raises(ValueError, match='is the floor'):
         FloorPrior(segment, floor_id, r, paint={floor_id: (0, 0, 0)})
     with pytest.raises(ValueError, match="no sim colour for \\['void'\\]"):
@@ -125,7 +111,7 @@ def test_paint_fills_segmented_classes_anywhere_and_floor_is_not_paintable():
 
 def test_semantic_paint_renders_the_sim_frame_from_the_classes():
     """With every class painted, only void pixels keep the generator's output."""
-    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT, SIM_CLASS_RGB
+    from vr_goggles.goggles.semantic_paint import SEMANTIC_PAINT, SIM_CLASS_RGB
     from vr_goggles.image import semantics as S
 
     r = FloorRenderer(16, SIM_CAMERA)
@@ -156,3 +142,28 @@ def test_bad_geometry_is_refused():
         CameraGeometry(height_m=0.0)
     with pytest.raises(ValueError, match='fov_y_deg'):
         CameraGeometry(fov_y_deg=0.0)
+
+
+def test_yaw_from_quaternion_known_answers():
+    """Odometry's orientation -> heading, as goggles_node reads /odom (REP 103, CCW)."""
+    from vr_goggles.goggles.floor_prior import yaw_from_quaternion
+
+    for yaw in (0.0, 0.4, -1.2, 3.0):
+        assert yaw_from_quaternion(0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)) == \
+            pytest.approx(yaw)
+    # a camera rolled 90 degrees about x keeps the heading
+    r = math.sqrt(0.5)
+    assert yaw_from_quaternion(r, 0.0, 0.0, r) == pytest.approx(0.0)
+
+
+def test_paint_table_refuses_unknown_classes_by_name():
+    from vr_goggles.goggles.semantic_paint import SIM_CLASS_RGB, paint, paint_table
+    from vr_goggles.image import semantics as S
+
+    assert paint_table(('chair',)) == {S.CHAIR: SIM_CLASS_RGB['chair']}
+    with pytest.raises(ValueError, match="no sim colour for \\['sky'\\]"):
+        paint_table(('chair', 'sky'))
+    frame = np.zeros((2, 2, 3), np.uint8)
+    labels = np.array([[S.CHAIR, S.VOID], [S.WALL, S.CHAIR]], np.uint8)
+    out = paint(frame, labels, paint_table(('chair',)))
+    assert (out[0, 0] == SIM_CLASS_RGB['chair']).all() and (out[0, 1] == 0).all()

@@ -119,3 +119,70 @@ def test_from_module(weights):
                      input_size=[64, 64])
     g = Goggles.from_module(module, card, engine='torch')
     assert g(_image()).shape == (64, 64, 3) and 'Goggles(' in repr(g)
+
+
+class _LeftHalfFloor:
+    """A stand-in segmenter: the left half of every frame is floor (class 1), the rest wall."""
+
+    def __call__(self, frames):
+        labels = np.full((len(frames), *SIZE), 2, np.uint8)
+        labels[:, :, :SIZE[1] // 2] = 1
+        return labels
+
+
+def _prior(paint=None):
+    from vr_goggles.goggles.floor_prior import FloorPrior, FloorRenderer
+
+    return FloorPrior(_LeftHalfFloor(), 1, FloorRenderer(SIZE[0]), paint=paint)
+
+
+def test_frame_is_translation_then_floor_prior_then_output_size(weights):
+    """Goggles.frame owns the node's whole path: the same pixels as the steps done by hand."""
+    from vr_goggles.image.preprocess import resize
+
+    plain = Goggles.from_model(weights, engine='torch')
+    g = plain.with_floor_prior(_prior(paint={2: (9, 8, 7)}))
+    assert g.needs_pose and not plain.needs_pose and g.engine is plain.engine
+    img, pose = _image(), (0.3, -0.2, 0.4)
+    translated = plain(img)
+    want = g.floor_prior(img, translated, pose)
+    floor = g.floor_prior.floor_mask(img)
+    assert floor.sum() > 0 and not np.array_equal(want[floor], translated[floor])
+    assert (want[:, SIZE[1] // 2:] == (9, 8, 7)).all()  # the wall painted flat
+    np.testing.assert_array_equal(g.frame(img, pose=pose), want)
+    # no pose yet (no odometry): translated only, so the caller can count and warn
+    np.testing.assert_array_equal(g.frame(img), translated)
+    # output size: the model's, the camera frame's, or WxH, resized after the prior
+    np.testing.assert_array_equal(g.frame(img, pose=pose, output_size='input'),
+                                  resize(want, img.shape[:2]))
+    assert g.frame(img, pose=pose, output_size=(20, 30)).shape == (20, 30, 3)
+    np.testing.assert_array_equal(plain.frame(img), translated)
+
+
+def test_paint_only_goggles_have_no_generator():
+    """The semantic goggles: the camera frame resized, then rendered and painted by the prior."""
+    from vr_goggles.image.preprocess import resize
+
+    g = Goggles.paint_only(_prior(paint={2: (9, 8, 7)}))
+    assert g.engine is None and g.input_size == SIZE and 'paint_only' in repr(g)
+    img, pose = _image(), (1.0, 2.0, -0.3)
+    want = g.floor_prior(img, resize(img, SIZE, keep_aspect=True), pose)
+    np.testing.assert_array_equal(g.frame(img, pose=pose), want)
+
+
+def test_floor_prior_of_another_size_is_refused(weights):
+    from vr_goggles.goggles.floor_prior import FloorPrior, FloorRenderer
+
+    g = Goggles.from_model(weights, engine='torch')
+    with pytest.raises(ValueError, match='floor prior size'):
+        g.with_floor_prior(FloorPrior(_LeftHalfFloor(), 1, FloorRenderer(SIZE[0] * 2)))
+
+
+def test_output_size_parsing():
+    from vr_goggles.goggles.facade import parse_output_size, target_size
+
+    assert parse_output_size(' Input ') == 'input' and parse_output_size('128x96') == (96, 128)
+    with pytest.raises(ValueError, match='output_size'):
+        parse_output_size('banana')
+    assert target_size('model', (480, 640), (64, 64)) == (64, 64)
+    assert target_size((96, 128), (480, 640), (64, 64)) == (96, 128)

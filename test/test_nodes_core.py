@@ -216,13 +216,13 @@ def test_config_files_match_the_declared_parameters(name, node):
 
 def test_semantic_goggles_config_sets_only_the_floor_prior():
     """config/goggles_semantic.yaml: valid goggles_node values, the semantic paint, no more."""
-    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT
+    from vr_goggles.goggles.semantic_paint import SEMANTIC_PAINT
 
     doc = yaml.safe_load((ROOT / 'config' / 'goggles_semantic.yaml').read_text())
     values = doc['/**']['ros__parameters']
     assert P.validate(ALL_SPECS['goggles'], values) == []
     assert values == {'floor_prior': True, 'floor_segmenter': 'segmenter_real',
-                      'floor_paint': ','.join(SEMANTIC_PAINT), 'floor_paint_segmenter': ''}
+                      'floor_paint': ','.join(SEMANTIC_PAINT)}
 
 
 def test_docs_mention_every_parameter():

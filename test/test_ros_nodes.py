@@ -240,7 +240,7 @@ def test_floor_prior_repaints_the_floor_from_odometry(h, tiny):
     from vr_goggles.goggles.floor_prior import FloorRenderer, SegmenterRunner
 
     node = h.goggles(tiny, input_qos='reliable', output_qos='reliable', floor_prior=True)
-    assert node.prior is not None and node.stats()['floor_prior']
+    assert node.goggles.floor_prior is not None and node.stats()['floor_prior']
     out = collector(h, Image, h.topic('image_sim'), QoSProfile(depth=10))
     pub = h.tester.create_publisher(Image, h.topic('image'), QoSProfile(depth=10))
     odom_pub = h.tester.create_publisher(nav_msgs.Odometry, h.topic('odom'), 10)
@@ -280,11 +280,10 @@ def test_floor_paint_parameters_build_the_prior_or_fail_configure(ctx, tiny):
     """floor_paint names classes painted in their sim colour; an unknown one fails configure."""
     from rclpy.lifecycle import TransitionCallbackReturn as R
 
-    from vr_goggles.goggles.floor_prior import SIM_CLASS_RGB
+    from vr_goggles.goggles.semantic_paint import SIM_CLASS_RGB
     from vr_goggles.nodes.goggles_node import GogglesNode
 
-    semantic = [Parameter('floor_segmenter', value='segmenter_real'),
-                Parameter('floor_paint_segmenter', value='')]
+    semantic = [Parameter('floor_segmenter', value='segmenter_real')]
     for ns, paint, extra, want in (
             ('/paint1', 'chair', [], R.SUCCESS), ('/paint2', 'sky', [], R.FAILURE),
             ('/paint3', 'chair,wall,ceiling,object', semantic, R.SUCCESS)):
@@ -294,15 +293,15 @@ def test_floor_paint_parameters_build_the_prior_or_fail_configure(ctx, tiny):
             *extra])
         try:
             assert node.trigger_configure() == want
-            if ns == '/paint1':
-                assert list(node.prior.paint) == [4]  # semantics.CHAIR
-                assert tuple(node.prior.paint[4]) == SIM_CLASS_RGB['chair']
-                assert node.prior.paint_segment.name == 'segmenter_dr2'
+            prior = node.goggles.floor_prior if want == R.SUCCESS else None
+            if ns == '/paint1':  # painted where the floor segmenter finds the chair
+                assert list(prior.paint) == [4]  # semantics.CHAIR
+                assert tuple(prior.paint[4]) == SIM_CLASS_RGB['chair']
+                assert prior.segment.name == 'segmenter_dr'
             elif ns == '/paint3':  # the semantic goggles: one segmenter for every class
-                assert list(node.prior.paint) == [4, 2, 3, 5]
-                assert tuple(node.prior.paint[5]) == SIM_CLASS_RGB['wall']  # hidden
-                assert node.prior.segment.name == 'segmenter_real'
-                assert node.prior.paint_segment is None
+                assert list(prior.paint) == [4, 2, 3, 5]
+                assert tuple(prior.paint[5]) == SIM_CLASS_RGB['wall']  # hidden
+                assert prior.segment.name == 'segmenter_real'
         finally:
             node.close()
             node.destroy_node()
@@ -954,5 +953,5 @@ def test_semantic_goggles_pipeline_reaches_the_chair(h):
     transform, _ = closed_loop.semantic_goggles('segmenter_real')
     _ros_pipeline_matches_offline(h, transform, {
         'model': 'goggles_vr_goggles', 'floor_prior': True,
-        'floor_segmenter': 'segmenter_real', 'floor_paint': 'chair,wall,ceiling,object',
-        'floor_paint_segmenter': ''}, 'policy_sim')
+        'floor_segmenter': 'segmenter_real', 'floor_paint': 'chair,wall,ceiling,object'},
+        'policy_sim')

@@ -320,7 +320,7 @@ def test_floor_prior_renders_the_sim_floor_at_the_sim_pose(envs):
 
 def test_floor_prior_chair_colour_is_the_sim_chairs_mean(envs):
     """SIM_CLASS_RGB['chair'], which the floor prior paints, is what the sim chair looks like."""
-    from vr_goggles.goggles.floor_prior import SIM_CLASS_RGB
+    from vr_goggles.goggles.semantic_paint import SIM_CLASS_RGB
 
     env, pixels = envs['sim'], []
     for seed in (1, 2, 3, 4, 5, 6):
@@ -334,7 +334,7 @@ def test_floor_prior_chair_colour_is_the_sim_chairs_mean(envs):
 
 def test_floor_prior_wall_and_ceiling_colours_are_the_sims_and_flat(envs):
     """The semantic paint fills walls and ceiling flat: right only if the sim's are near-flat."""
-    from vr_goggles.goggles.floor_prior import SEMANTIC_PAINT, SIM_CLASS_RGB
+    from vr_goggles.goggles.semantic_paint import SEMANTIC_PAINT, SIM_CLASS_RGB
 
     env = envs['sim']
     pixels: dict[int, list[np.ndarray]] = {semantics.WALL: [], semantics.CEILING: []}

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from vr_goggles.goggles.semantic_paint import paint, paint_table
+
 
 @dataclass(frozen=True)
 class CameraGeometry:
@@ -116,52 +118,29 @@ class FloorRenderer:
         return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-#: The flat colour the prior paints a class in: the sim look's mean RGB of that class, measured
-#: over sim frames of training layouts (``test_sim_env`` checks it against the simulator).
-#: The sim chair is one dark mesh texture under one light and the sim walls and ceiling are
-#: near-uniform (per-channel std 3-5), so a flat fill is close to them. Distractors
-#: (``object``) are hidden in the wall colour instead of painted in theirs: the sim policy
-#: drives as well past invisible distractors (94 %) but is misled by flat blobs (85 %,
-#: ``docs/results/floor_prior_chair.json``).
-SIM_CLASS_RGB: dict[str, tuple[int, int, int]] = {
-    'chair': (82, 70, 71),
-    'wall': (154, 153, 150),
-    'ceiling': (110, 110, 110),
-    'object': (154, 153, 150),
-}
-
-#: Every class but the floor (rendered) and void: with an exact segmenter the goggled frame is
-#: then the sim frame rendered from the camera frame's classes and the odometry pose.
-SEMANTIC_PAINT: tuple[str, ...] = ('chair', 'wall', 'ceiling', 'object')
-
-
 class FloorPrior:
     """Paste the rendered sim floor into the floor pixels of a goggled frame.
 
     ``segment(frames) -> (N, H, W) class ids`` finds the floor on the *camera* frame (not the
     goggled one: the generator's floor is the very thing being replaced). ``floor_class`` is
-    its id of the floor. ``paint`` maps further class ids to a flat RGB filled in where
-    ``paint_segment`` (default ``segment``, the same pass) finds them: generators render the
-    chair faint and paint chair-like blobs elsewhere, and the segmenter that finds the chair
-    best need not be the best at the floor.
+    its id of the floor. ``paint`` maps further class ids to a flat RGB filled in where the
+    same pass finds them (:mod:`vr_goggles.goggles.semantic_paint`).
     """
 
     def __init__(self, segment: Any, floor_class: int, renderer: FloorRenderer,
-                 paint: dict[int, tuple[int, int, int]] | None = None,
-                 paint_segment: Any = None) -> None:
+                 paint: dict[int, tuple[int, int, int]] | None = None) -> None:
         self.segment, self.floor_class, self.renderer = segment, int(floor_class), renderer
         self.paint = {int(k): np.asarray(v, np.uint8) for k, v in (paint or {}).items()}
-        self.paint_segment = paint_segment
         if self.floor_class in self.paint:
             raise ValueError(f'paint: class {self.floor_class} is the floor, which is rendered')
 
-    def labels(self, camera_frame: np.ndarray, segment: Any = None) -> np.ndarray:
+    def labels(self, camera_frame: np.ndarray) -> np.ndarray:
         """``(H, W)`` class ids of the camera frame at the renderer's size.
 
         A segmenter working at another size is resampled (nearest pixel centre): its input
         size need not be the goggles'.
         """
-        labels = np.asarray((segment or self.segment)(camera_frame[None]))[0]
+        labels = np.asarray(self.segment(camera_frame[None]))[0]
         if labels.ndim != 2:
             raise ValueError(f'segmenter output: expected (1, H, W) class ids, got '
                              f'{(1, *labels.shape)}')
@@ -196,12 +175,7 @@ class FloorPrior:
         mask = self.floor_mask(camera_frame, labels)
         out = goggled.copy()
         out[mask] = self.renderer.render(pose)[mask]
-        if self.paint:
-            if self.paint_segment is not None:
-                labels = self.labels(camera_frame, self.paint_segment)
-            for cls, rgb in self.paint.items():
-                out[labels == cls] = rgb
-        return out
+        return paint(out, labels, self.paint)
 
 
 class SegmenterRunner:
@@ -232,24 +206,20 @@ class SegmenterRunner:
 
 def make_floor_prior(segmenter: str = 'segmenter_dr', size: int = 64,
                      camera: CameraGeometry = SIM_CAMERA,
-                     paint: tuple[str, ...] = (),
-                     paint_segmenter: str = 'segmenter_dr2') -> FloorPrior:
+                     paint: tuple[str, ...] = ()) -> FloorPrior:
     """The floor prior for ``camera`` (default the simulator's), with a shipped segmenter.
 
     ``paint`` names classes of :mod:`vr_goggles.image.semantics` to fill with their
-    :data:`SIM_CLASS_RGB` (``('chair',)``) where ``paint_segmenter`` finds them (``''``: the
-    floor segmenter's own pass). Its default, ``segmenter_dr2``, was trained on four times as
-    many randomised frames as ``segmenter_dr``: it finds the chair better, the floor less
-    completely, so each does the job it is better at (``docs/results/floor_prior_chair.json``).
-    A segmenter that also learned from labelled camera frames (``segmenter_real``) does every
-    class: ``segmenter='segmenter_real'``, ``paint=SEMANTIC_PAINT``, ``paint_segmenter=''``.
+    :data:`~vr_goggles.goggles.semantic_paint.SIM_CLASS_RGB` where ``segmenter`` finds them.
+    A segmenter that learned from labelled camera frames (``segmenter_real``) does every
+    class: ``segmenter='segmenter_real'``, ``paint=SEMANTIC_PAINT`` (the semantic goggles).
     """
-    from vr_goggles.image.semantics import CLASS_NAMES, FLOOR
+    from vr_goggles.image.semantics import FLOOR
 
-    unknown = [c for c in paint if c not in SIM_CLASS_RGB]
-    if unknown:
-        raise ValueError(f'paint: no sim colour for {unknown}; known: {sorted(SIM_CLASS_RGB)}')
-    paint_segment = (SegmenterRunner(paint_segmenter)
-                     if paint and paint_segmenter and paint_segmenter != segmenter else None)
-    return FloorPrior(SegmenterRunner(segmenter), FLOOR, FloorRenderer(size, camera),
-                      {CLASS_NAMES.index(c): SIM_CLASS_RGB[c] for c in paint}, paint_segment)
+    table = paint_table(paint)
+    return FloorPrior(SegmenterRunner(segmenter), FLOOR, FloorRenderer(size, camera), table)
+
+
+def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
+    """Heading (rad, CCW about z) of an orientation quaternion, as odometry reports it."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))

@@ -9,17 +9,17 @@ newest pose (:mod:`vr_goggles.goggles.floor_prior`; frames before the first pose
 it).
 
 Design: the subscription callback only drops the message into a one-slot buffer
-(``vr_goggles.nodes.latest.LatestSlot``); a worker thread decodes, translates and publishes the
-newest frame. A slow engine therefore drops frames (counted) instead of queueing them, and
-latency stays at about one inference. The node is a ``LifecycleNode`` (configure loads or
-compiles the engine, activate subscribes and starts publishing, deactivate stops both) that
-configures and activates itself at start-up when ``autostart`` is true (the default), so
-``ros2 run`` works without a lifecycle manager.
+(``vr_goggles.nodes.latest.LatestSlot``); a worker thread decodes (codec), runs
+:meth:`vr_goggles.goggles.Goggles.frame` (translation, floor prior, output size) and encodes
+and publishes the newest frame. A slow engine therefore drops frames (counted) instead of
+queueing them, and latency stays at about one inference. The node is a ``LifecycleNode``
+(configure loads or compiles the engine, activate subscribes and starts publishing,
+deactivate stops both) that configures and activates itself at start-up when ``autostart``
+is true (the default), so ``ros2 run`` works without a lifecycle manager.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -28,14 +28,9 @@ from typing import Any
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
+from vr_goggles.goggles.floor_prior import yaw_from_quaternion
 from vr_goggles.nodes.latest import LatestSlot
-from vr_goggles.nodes.params import (
-    GOGGLES_PARAMS,
-    parse_output_size,
-    stamp_ns,
-    target_size,
-    too_old,
-)
+from vr_goggles.nodes.params import GOGGLES_PARAMS, parse_output_size, stamp_ns, too_old
 from vr_goggles.nodes.rate_stats import LatencyStats, RateMeter
 from vr_goggles.nodes.ros_common import (
     OK,
@@ -67,13 +62,11 @@ class GogglesNode(StopReleaseLifecycleNode):
         self._reported_problems = 0
         self._warned_unstamped = False
         self.goggles = None
-        self.prior = None
         self._pose: tuple[float, float, float] | None = None
         self._odom_sub = None
         self.no_odometry = 0
         self._decode = None
         self._encode = None
-        self._resize = None
         self._pub = None
         self._sub = None
         self._worker: threading.Thread | None = None
@@ -93,7 +86,7 @@ class GogglesNode(StopReleaseLifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load (or compile) the engine and create the publisher."""
         from vr_goggles.goggles import Goggles
-        from vr_goggles.image import codec, preprocess
+        from vr_goggles.image import codec
 
         p = self.params
         t0 = time.perf_counter()
@@ -108,14 +101,13 @@ class GogglesNode(StopReleaseLifecycleNode):
             return TransitionCallbackReturn.FAILURE
         if p['floor_prior']:
             try:
-                self.prior = self._make_prior()
+                self.goggles = self.goggles.with_floor_prior(self._make_prior())
             except Exception as exc:  # noqa: BLE001 (a failed transition, with the reason)
                 self.get_logger().error(f'configure: cannot set up floor_prior: {exc}')
                 return TransitionCallbackReturn.FAILURE
         self._decode = (codec.compressed_to_numpy if p['compressed_input']
                         else codec.image_to_rgb)
         self._encode = codec.numpy_to_image
-        self._resize = preprocess.resize
         self._pub = self.create_lifecycle_publisher(Image, 'image_sim',
                                                     qos_profile(p['output_qos']))
         eng = self.goggles.engine
@@ -136,13 +128,11 @@ class GogglesNode(StopReleaseLifecycleNode):
         camera = CameraGeometry(fov_y_deg=p['camera_fov_y'], pitch_deg=p['camera_pitch'],
                                 height_m=p['camera_height'])
         paint = tuple(c.strip() for c in p['floor_paint'].split(',') if c.strip())
-        return make_floor_prior(p['floor_segmenter'], int(h), camera, paint,
-                                p['floor_paint_segmenter'])
+        return make_floor_prior(p['floor_segmenter'], int(h), camera, paint)
 
     def _on_odom(self, msg) -> None:
-        q = msg.pose.pose.orientation
-        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-        pos = msg.pose.pose.position
+        q, pos = msg.pose.pose.orientation, msg.pose.pose.position
+        yaw = yaw_from_quaternion(q.x, q.y, q.z, q.w)
         self._pose = (float(pos.x), float(pos.y), yaw)  # one reference swap: thread-safe
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -155,7 +145,7 @@ class GogglesNode(StopReleaseLifecycleNode):
             msg_type = CompressedImage
         else:
             self.input_topic, msg_type = 'image', Image
-        if self.prior is not None:
+        if self.goggles.needs_pose:
             from nav_msgs.msg import Odometry
 
             self._odom_sub = self.create_subscription(Odometry, 'odom', self._on_odom, 10)
@@ -186,7 +176,6 @@ class GogglesNode(StopReleaseLifecycleNode):
     def _release(self) -> None:
         super()._release()
         self.goggles = None
-        self.prior = None
 
     # -- data path --------------------------------------------------------------------------
     def _on_image(self, msg) -> None:
@@ -235,20 +224,14 @@ class GogglesNode(StopReleaseLifecycleNode):
         goggles = self.goggles
         if goggles is None:
             return
+        pose = self._pose
+        if pose is None and goggles.needs_pose:
+            self.no_odometry += 1
+            self.get_logger().warning('floor_prior: no odometry on odom yet; publishing '
+                                      'without it', throttle_duration_sec=5.0)
         t0 = time.perf_counter()
-        out = goggles(rgb)
-        prior, pose = self.prior, self._pose
-        if prior is not None:
-            if pose is None:
-                self.no_odometry += 1
-                self.get_logger().warning('floor_prior: no odometry on odom yet; publishing '
-                                          'without it', throttle_duration_sec=5.0)
-            else:
-                out = prior(rgb, out, pose)
+        out = goggles.frame(rgb, pose=pose, output_size=self._output_size)
         self.engine_latency.add(time.perf_counter() - t0)
-        hw = target_size(self._output_size, rgb.shape[:2], out.shape[:2])
-        if tuple(out.shape[:2]) != hw:
-            out = self._resize(out, hw)
         pub = self._pub
         if pub is None or not self.active:
             return
@@ -276,7 +259,8 @@ class GogglesNode(StopReleaseLifecycleNode):
             'engine_p50_ms': round(eng_lat['p50'], 2), 'engine_p99_ms': round(eng_lat['p99'], 2),
             'received': c.received, 'processed': c.processed, 'dropped': c.dropped,
             'too_old': self.too_old, 'malformed': self.malformed, 'errors': self.errors,
-            'floor_prior': self.prior is not None, 'no_odometry': self.no_odometry,
+            'floor_prior': bool(self.goggles is not None and self.goggles.needs_pose),
+            'no_odometry': self.no_odometry,
         }
 
     def _report(self) -> tuple[int, str, dict[str, Any]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-import re
 from typing import Any
 
+from vr_goggles.goggles.facade import parse_output_size, target_size  # noqa: F401 (API)
 from vr_goggles.policy.actions import CONTROL_PERIOD
 
 QOS_CHOICES = ('sensor_data', 'reliable', 'default')
@@ -127,13 +127,9 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
               'camera frame for floor_prior: a shipped name or a weights path.',
               read_only=True),
     ParamSpec('floor_paint', '', 'floor_prior: comma-separated classes also painted in their '
-              "flat sim colour where floor_paint_segmenter finds them ('chair'; "
-              "'chair,wall,ceiling,object' with segmenter_real hides distractors in the wall "
+              "flat sim colour where floor_segmenter finds them ('chair,wall,ceiling,object' "
+              "with segmenter_real: the semantic goggles, distractors hidden in the wall "
               "colour; '' none).",
-              read_only=True),
-    ParamSpec('floor_paint_segmenter', 'segmenter_dr2', 'floor_prior: segmenter that finds '
-              "the classes of floor_paint: a shipped name or a weights path ('' = "
-              'floor_segmenter).',
               read_only=True),
     ParamSpec('camera_height', 0.9, 'floor_prior: optical centre above the floor, metres.',
               read_only=True, range=(0.01, 10.0)),
@@ -194,34 +190,6 @@ SIM_BRIDGE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('frame_id', 'camera', 'header.frame_id of the camera images.', read_only=True),
     _EXECUTOR,
 )
-
-
-_SIZE_RE = re.compile(r'^\s*(\d+)\s*[xX]\s*(\d+)\s*$')
-
-
-def parse_output_size(value: str) -> str | tuple[int, int]:
-    """``'model'`` | ``'input'`` | ``'WxH'`` -> ``'model'``, ``'input'`` or ``(h, w)``."""
-    text = str(value).strip().lower()
-    if text in ('model', 'input'):
-        return text
-    m = _SIZE_RE.match(text)
-    if m is None:
-        raise ValueError(f"output_size: expected 'model', 'input' or 'WxH' (e.g. '128x96'), "
-                         f'got {value!r}')
-    w, h = int(m.group(1)), int(m.group(2))
-    if not (1 <= w <= 16384 and 1 <= h <= 16384):
-        raise ValueError(f'output_size: width and height must be in [1, 16384], got {value!r}')
-    return h, w
-
-
-def target_size(output_size: str | tuple[int, int], input_hw: tuple[int, int],
-                model_hw: tuple[int, int]) -> tuple[int, int]:
-    """The (h, w) to publish, given the parsed ``output_size`` and the two candidate sizes."""
-    if output_size == 'model':
-        return tuple(model_hw)
-    if output_size == 'input':
-        return tuple(input_hw)
-    return tuple(output_size)
 
 
 def clamp_velocity(linear: float, angular: float, max_linear: float,
