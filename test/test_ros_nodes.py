@@ -88,11 +88,7 @@ def tiny(tmp_path_factory):
     weights.save(d / 'pol2', pol2.state_dict(), weights.ModelCard(
         name='pol2', architecture='NavActor', kwargs=pol2_kw, input_size=[64, 64],
         extra={'frame_stack': 2, 'control_period_s': 0.5}))
-    weights.save(d / 'pol2d', pol2.state_dict(), weights.ModelCard(  # dilated: 3 steps back
-        name='pol2d', architecture='NavActor', kwargs=pol2_kw, input_size=[64, 64],
-        extra={'frame_stack': 2, 'frame_offsets': [3, 0], 'control_period_s': 0.5}))
-    return {'gen': str(d / 'gen'), 'pol': str(d / 'pol'), 'pol2': str(d / 'pol2'),
-            'pol2d': str(d / 'pol2d'), 'dir': d}
+    return {'gen': str(d / 'gen'), 'pol': str(d / 'pol'), 'pol2': str(d / 'pol2'), 'dir': d}
 
 
 class Harness:
@@ -578,16 +574,12 @@ def test_policy_clamps_goes_zero_when_stale_and_on_deactivate(h, tiny, rng):
     assert len(got) == n
 
 
-@pytest.mark.parametrize('name,offsets', [('pol2', (1, 0)), ('pol2d', (3, 0))])
-def test_stacked_policy_history_follows_header_stamps(h, tiny, rng, name, offsets):
-    """A frame-stacking policy is paced by image stamps (not arrival) and restarts when stale.
-
-    The dilated card's history keeps the 4 control steps its offsets (3, 0) reach back.
-    """
+def test_stacked_policy_history_follows_header_stamps(h, tiny, rng):
+    """A frame-stacking policy is paced by image stamps (not arrival) and restarts when stale."""
     from builtin_interfaces.msg import Time
 
-    node = h.policy({'pol': tiny[name]}, rate=50.0, stale_timeout=0.3)
-    assert node.policy.frame_stack == 2 and node.policy.history.offsets == offsets
+    node = h.policy({'pol': tiny['pol2']}, rate=50.0, stale_timeout=0.3)
+    assert node.policy.frame_stack == 2 and node.policy.history.k == 2
     pushed = []
     push = node.policy.history.push
 
@@ -608,7 +600,7 @@ def test_stacked_policy_history_follows_header_stamps(h, tiny, rng, name, offset
         time.sleep(0.03)
     assert wait_for(lambda: pushed and pushed[-1] == pytest.approx(sent[-1]), 5)
     assert all(any(t == pytest.approx(s) for s in sent) for t in pushed)  # stamps, not clock
-    assert len(node.policy.history) == offsets[0] + 1
+    assert len(node.policy.history) == 2
     # No image for longer than stale_timeout: the history starts over.
     assert wait_for(lambda: node.stale and len(node.policy.history) == 0, 5)
 
@@ -955,3 +947,68 @@ def test_semantic_goggles_pipeline_reaches_the_chair(h):
         'model': 'goggles_vr_goggles', 'floor_prior': True,
         'floor_segmenter': 'segmenter_real', 'floor_paint': 'chair,wall,ceiling,object'},
         'policy_sim')
+
+
+def test_a_camera_frame_crosses_five_runtime_packages_to_cmd_vel(ctx, tiny, rng):
+    """The layout's promise, traced rather than read.
+
+    Camera Image -> goggles_node -> policy_node -> Twist runs code in the shell (nodes), the
+    codec and preprocessing (image), the goggles, the engine (engines) and the policy, plus the
+    network definitions (models) the engine and the policy execute; nothing else of the package.
+    """
+    import sys
+
+    from geometry_msgs.msg import Twist
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from vr_goggles.image.codec import numpy_to_image
+    from vr_goggles.nodes.goggles_node import GogglesNode
+    from vr_goggles.nodes.policy_node import PolicyNode
+
+    class Capture:
+        def __init__(self):
+            self.msgs = []
+
+        def publish(self, msg):
+            self.msgs.append(msg)
+
+        def get_subscription_count(self):
+            return 1
+
+    gog = GogglesNode(context=ctx, namespace='/path', parameter_overrides=[
+        Parameter('model', value=tiny['gen']), Parameter('engine', value='torch'),
+        Parameter('autostart', value=False)])
+    pol = PolicyNode(context=ctx, namespace='/path', parameter_overrides=[
+        Parameter('model', value=tiny['pol']), Parameter('autostart', value=False)])
+    try:
+        assert gog.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert pol.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        gog._pub, gog.active, pol._pub = Capture(), True, Capture()
+        header = Header(frame_id='camera')
+        header.stamp = gog.get_clock().now().to_msg()
+        camera = numpy_to_image(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), 'rgb8',
+                                header=header, msg_cls=Image)
+        entered: set[str] = set()
+
+        def trace(frame, event, arg):
+            name = frame.f_globals.get('__name__', '')
+            if event == 'call' and name.startswith('vr_goggles.'):
+                entered.add(name)
+
+        sys.setprofile(trace)
+        try:
+            gog._process(camera, 0.0)
+            image_sim = gog._pub.msgs[-1]
+            pol._infer(image_sim, 1)
+            pol._publish(*pol.command)
+        finally:
+            sys.setprofile(None)
+        assert isinstance(pol._pub.msgs[-1], Twist)
+        assert image_sim.header == camera.header  # copied, never restamped
+        packages = {name.split('.')[1] for name in entered}
+        print(f'{len(entered)} modules in {len(packages)} packages: {sorted(entered)}')
+        assert packages == {'nodes', 'image', 'goggles', 'engines', 'models', 'policy'}
+        assert len(packages - {'models'}) <= 5
+    finally:
+        for node in (gog, pol):
+            node.destroy_node()
