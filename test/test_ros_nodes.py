@@ -466,6 +466,8 @@ def test_diagnostics_are_published(h, tiny, rng):
 
     node = h.goggles(tiny, diagnostics_period=0.2)
     assert node.diagnostics.backend in ('diagnostic_msgs', 'diagnostic_updater')
+    # before any frame: the warning names the resolved input topic, not the relative 'image'
+    assert node._report()[1] == f'no input on {h.topic("image")}'
     diags = collector(h, DiagnosticArray, '/diagnostics', QoSProfile(depth=50))
     pub = h.tester.create_publisher(Image, h.topic('image'), qos_profile_sensor_data)
     wait_matched(pub)
@@ -487,6 +489,7 @@ def test_diagnostics_are_published(h, tiny, rng):
               'engine', 'precision', 'device'):
         assert k in values
     assert values['engine'] == 'torch' and st.hardware_id
+    assert values['input_topic'] == h.topic('image')
 
 
 def test_lifecycle_transitions_gate_the_output(h, tiny, rng):
@@ -523,6 +526,11 @@ def test_bad_parameters_fail_fast_with_the_name(ctx, tiny):
     with pytest.raises(ValueError, match='engine'):
         GogglesNode(context=ctx, namespace='/bad',
                     parameter_overrides=[Parameter('engine', value='tensorflow')])
+    # outside the descriptor's range, or of the wrong type: rclpy refuses it while declaring
+    for value in (-3.0, 'soon'):
+        with pytest.raises(ValueError, match='invalid parameters: max_age: '):
+            GogglesNode(context=ctx, namespace='/bad',
+                        parameter_overrides=[Parameter('max_age', value=value)])
     missing = str(tiny['dir'] / 'missing')
     node = GogglesNode(context=ctx, namespace='/bad2', parameter_overrides=[
         Parameter('model', value=missing), Parameter('engine', value='torch')])
@@ -1012,3 +1020,16 @@ def test_a_camera_frame_crosses_five_runtime_packages_to_cmd_vel(ctx, tiny, rng)
     finally:
         for node in (gog, pol):
             node.destroy_node()
+
+
+@pytest.mark.parametrize('arg', ['max_age:=-3.0', 'engine:=bogus'])
+def test_bad_parameter_on_the_command_line_is_one_fatal_line_and_exit_2(ros_env, arg):
+    """``ros2 run vr_goggles goggles_node --ros-args -p max_age:=-3.0``: docs/ros.md's promise."""
+    proc = subprocess.run([sys.executable, '-m', 'vr_goggles.nodes.goggles_node', '--ros-args',
+                           '-p', arg], env=ros_env, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert 'Traceback' not in out
+    fatal = [line for line in out.splitlines() if '[FATAL]' in line]
+    assert len(fatal) == 1 and 'invalid parameters' in fatal[0]
+    assert arg.split(':=')[0] in fatal[0]

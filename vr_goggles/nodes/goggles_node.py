@@ -154,6 +154,7 @@ class GogglesNode(StopReleaseLifecycleNode):
         self._worker.start()
         self._sub = self.create_subscription(msg_type, self.input_topic, self._on_image,
                                              qos_profile(p['input_qos']))
+        self.input_topic = self._sub.topic_name  # resolved and remapped: what diagnostics name
         self.active = True
         self.get_logger().info(f'active: {self._sub.topic_name} -> '
                                f'{self._pub.topic_name if self._pub else "image_sim"}')

@@ -17,6 +17,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import rclpy.logging
@@ -125,8 +126,14 @@ def declare_parameters(node: Node, specs: tuple[ParamSpec, ...],
     changes go through the same checks (``add_on_set_parameters_callback``); ``on_change``
     then receives the accepted ``{name: value}`` of this node's parameters.
     """
+    errors = []
     for spec in specs:
-        node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        try:
+            node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        except ParameterException as exc:  # an override outside the descriptor's range/type
+            errors.append(f'{spec.name}: {exc.args[0] if exc.args else exc}')
+    if errors:
+        raise ValueError('invalid parameters: ' + '; '.join(errors))
     values = {s.name: node.get_parameter(s.name).value for s in specs}
     errors = [err for s in specs if (err := s.check(values[s.name])) is not None]
     if errors:
