@@ -1,16 +1,20 @@
 """ament_python package that also installs with plain pip on a machine without ROS."""
 
 from glob import glob
+import os
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'vr_goggles'
+#: colcon's --symlink-install runs this file from build/vr_goggles/, where only the package,
+#: setup.py, setup.cfg and the data files are linked: read the README beside this file.
+HERE = os.path.dirname(os.path.realpath(__file__))
 
 setup(
     name=PACKAGE,
     version='0.1.0',
     description='VR-Goggles: real-to-sim image translation for sim-trained robot policies',
-    long_description=open('README.md', encoding='utf-8').read(),
+    long_description=open(os.path.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='MIT',
     python_requires='>=3.10',
@@ -44,7 +48,6 @@ setup(
             'gymnasium>=1.0',
             'miniworld>=2.1',
             'stable-baselines3>=2.3',
-            'sb3-contrib>=2.3',  # RecurrentPPO (train_policy --lstm-hidden)
             'tensorboard>=2.14',
         ],
         'test': [

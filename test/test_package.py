@@ -157,3 +157,16 @@ def test_wheel_contents(wheel):
             assert f'vr_goggles/weights/{p.name}' in names
     for name, target in CONSOLE_SCRIPTS.items():
         assert f'{name} = {target}' in entry_points
+
+
+def test_setup_py_runs_from_a_symlink_install_build_dir(tmp_path):
+    """As colcon build --symlink-install does: setup.py run in build/vr_goggles/ among links."""
+    build = tmp_path / 'build' / 'vr_goggles'
+    build.mkdir(parents=True)
+    for name in ('setup.py', 'setup.cfg', 'package.xml', 'vr_goggles', 'resource', 'launch',
+                 'config'):
+        (build / name).symlink_to(ROOT / name)
+    proc = subprocess.run([sys.executable, 'setup.py', '--name', '--version'], cwd=build,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ['vr_goggles', '0.1.0']
