@@ -9,7 +9,7 @@ sim_bridge publishes /camera/image_raw and steps on /cmd_vel; results arrive on 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -33,7 +33,7 @@ def generate_launch_description() -> LaunchDescription:
                               description='Layout split'),
         DeclareLaunchArgument('seed', default_value='0', description='First layout offset'),
         DeclareLaunchArgument('episodes', default_value='0',
-                              description='Episodes to run (0: forever)'),
+                              description='Episodes to run, then end the launch (0: forever)'),
         DeclareLaunchArgument('step_period', default_value='0.5',
                               description='Seconds per simulator step (0.5 = real time)'),
         DeclareLaunchArgument('stamped', default_value='false', choices=['true', 'false'],
@@ -50,5 +50,7 @@ def generate_launch_description() -> LaunchDescription:
                 'stamped': ParameterValue(arg('stamped'), value_type=bool),
             }],
             remappings=[('camera/image_raw', '/camera/image_raw'), ('cmd_vel', '/cmd_vel')],
+            # sim_bridge exits after its episodes: take the navigation nodes down with it
+            on_exit=[Shutdown(reason='sim_bridge finished its episodes')],
         ),
     ])

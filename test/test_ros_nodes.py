@@ -1033,3 +1033,16 @@ def test_bad_parameter_on_the_command_line_is_one_fatal_line_and_exit_2(ros_env,
     fatal = [line for line in out.splitlines() if '[FATAL]' in line]
     assert len(fatal) == 1 and 'invalid parameters' in fatal[0]
     assert arg.split(':=')[0] in fatal[0]
+
+
+def test_sim_bridge_exits_after_its_episodes(ros_env):
+    """``episodes:=N`` ends the process (and, through on_exit, sim.launch.py), not an idle node."""
+    pytest.importorskip('miniworld', reason='the simulator (training extra)')
+    env = {**ros_env, 'PYGLET_HEADLESS': '1'}
+    proc = subprocess.run(
+        [sys.executable, '-m', 'vr_goggles.nodes.sim_bridge', '--ros-args', '-p', 'episodes:=2',
+         '-p', 'max_periods:=2', '-p', 'step_period:=0.05', '-p', 'rate:=20.0'],
+        env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert '2 episodes done' in out

@@ -181,7 +181,7 @@ SIM_BRIDGE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('max_periods', 0, 'End an episode as a timeout after this many control '
               'periods even without steps, e.g. when cmd_vel is zero (0: 4x the step '
               'limit).', read_only=True, range=(0, 1_000_000)),
-    ParamSpec('episodes', 0, 'Stop stepping after this many episodes (0: run forever).',
+    ParamSpec('episodes', 0, 'Run this many episodes, then exit (0: run forever).',
               read_only=True, range=(0, 1_000_000)),
     ParamSpec('cmd_timeout', 1.0, 'Ignore cmd_vel older than this many seconds.',
               range=(0.01, 60.0)),

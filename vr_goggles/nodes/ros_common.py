@@ -291,7 +291,8 @@ def main_loop(make_node: Callable[[], Node], args: list[str] | None = None) -> i
         if node.has_parameter('autostart') and node.get_parameter('autostart').value:
             autostart(node)
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
+        # A node with a finite job (sim_bridge with ``episodes``) sets ``finished`` when done.
+        while not stop.is_set() and rclpy.ok() and not getattr(node, 'finished', False):
             executor.spin_once(timeout_sec=SPIN_CHECK_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -75,6 +75,7 @@ class SimBridge(Node):
         self.results: list[dict[str, Any]] = []
         self.episode = 0
         self.done = False
+        self.finished = False
         limit = p['max_episode_steps'] or getattr(self.env, 'max_episode_steps', None) or 500
         self._max_periods = p['max_periods'] or 4 * int(limit)
         # Simulated clock (see the module docstring): control periods so far, and when the
@@ -150,6 +151,7 @@ class SimBridge(Node):
         self.episode += 1
         if self.params['episodes'] and self.episode >= self.params['episodes']:
             self.done = True
+            self.finished = True  # main_loop ends the process (sim.launch.py: the whole launch)
             self.get_logger().info(
                 f'{self.episode} episodes done: success rate '
                 f'{sum(r["success"] for r in self.results) / len(self.results):.2f}')
