@@ -17,18 +17,24 @@ from pathlib import Path
 import sys
 import tempfile
 
+import cv2
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
 
-from vr_goggles.engines.cli_support import add_engine_args, add_model_arg, add_random_init_args
+from vr_goggles.engines.cli_support import (
+    add_engine_args,
+    add_model_arg,
+    add_random_init_args,
+    load_source,
+)
+from vr_goggles.goggles.facade import Goggles
+from vr_goggles.replay import ReplayConfig, format_summary, replay
 
 
 def write_camera_bag(path: Path, *, n: int = 300, height: int = 480, width: int = 640,
                      compressed: bool = False, fps: float = 30.0) -> Path:
     """A ROS 2 MCAP bag with ``n`` moving-texture frames on ``/camera/image_raw``."""
-    import cv2
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
     store = get_typestore(Stores.ROS2_HUMBLE)
     types = store.types
     Header, Time = types['std_msgs/msg/Header'], types['builtin_interfaces/msg/Time']
@@ -77,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     add_engine_args(p)
     args = p.parse_args(argv)
 
-    import torch
-
-    from vr_goggles.engines.cli_support import load_source
-    from vr_goggles.goggles import Goggles
-    from vr_goggles.replay import ReplayConfig, format_summary, replay
+    import torch  # heavy: only once the arguments are known to be good (``--help`` stays fast)
 
     # As ``vr-goggles replay`` does (``--torch-threads``): leave a core to the bag I/O. Set it
     # before the engine is built, since onnxruntime takes torch's thread count at that moment.

@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from vr_goggles.engines.cli_support import add_engine_args, add_model_arg
+from vr_goggles.replay.config import ReplayConfig
 
 EXIT_INCOMPLETE = 3
 
@@ -64,10 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> ReplayConfig:
     """CLI namespace -> :class:`vr_goggles.replay.ReplayConfig`."""
-    from vr_goggles.replay import ReplayConfig
-
     return ReplayConfig(
         bag=args.bag, out=args.out, topic=args.topic, model=args.model, engine=args.engine,
         device=args.device, precision=args.precision, compile=args.compile,
@@ -82,6 +81,8 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Replay the bag; print a summary; 0 complete, 3 incomplete."""
+    # Lazy: the pipeline pulls in rosbags, OpenCV and the engines, which `vr-goggles --help`
+    # and the other verbs (every verb module is imported to build the parser) must not pay for.
     from vr_goggles.replay import format_summary, replay
 
     metrics = replay(config_from_args(args))

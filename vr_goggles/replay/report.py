@@ -1,0 +1,86 @@
+"""The self-contained HTML report of a replay (``--report``).
+
+Summary table, skipped messages, latency and flicker plots and an input | translated strip of
+the sampled frames, built with the helpers of :mod:`vr_goggles.replay.html` (matplotlib is
+imported there, only when a plot is drawn).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vr_goggles.replay import html as rp
+from vr_goggles.replay.metrics import RunStats, json_default, pair_text
+
+
+def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunStats) -> Path:
+    """Standalone HTML: summary, latency and flicker plots, input | translated strip, command."""
+    sections: list[tuple[str, str]] = []
+    status = ('complete' if metrics['complete']
+              else f'<span class="warn">INCOMPLETE: {rp.escape(metrics["error"])}</span>')
+    summary = {
+        'bag': metrics['bag'], 'output': metrics.get('out', ''), 'topic': metrics['topic'],
+        'translated topic': metrics['sim_topic'], 'model': metrics['model'],
+        'engine': '{name} / {device} / {precision}'.format(**metrics['engine']),
+        'frames': f"{metrics['frames']} of {metrics['frames_in_topic']}",
+        'skipped': metrics['skipped']['count'],
+        'latency p50 / p99 (ms)': pair_text(metrics['latency_ms']['p50'],
+                                            metrics['latency_ms']['p99']),
+        'throughput (frames/s)': metrics['throughput_fps'],
+        'engine-only (frames/s)': metrics['engine_fps'],
+        'flicker ratio': metrics['flicker']['ratio'],
+        'shift error': (metrics['shift_error'] or {}).get('value'),
+        'bag duration (s)': metrics['bag_duration_s'],
+    }
+    if metrics.get('policy'):
+        summary['policy actions'] = metrics['policy']['actions']
+        summary['policy switch rate'] = metrics['policy']['switch_rate']
+    if metrics.get('bench'):
+        summary['bench replay/engine ratio'] = metrics['bench']['ratio']
+    sections.append(('Summary', f'<p>Run: {status}</p>' + rp.table(summary)))
+    if metrics['skipped']['count']:
+        sections.append(('Skipped messages', rp.table(metrics['skipped']['reasons'].items(),
+                                                      header=('reason', 'count'))))
+    if stats.latencies_ms:
+        fig, ax = rp.new_figure()
+        ax.plot(stats.latencies_ms, lw=0.8)
+        ax.set_xlabel('frame')
+        ax.set_ylabel('translate latency (ms)')
+        for q, style in ((50, '--'), (99, ':')):
+            ax.axhline(np.percentile(stats.latencies_ms, q), ls=style, c='k', lw=0.8,
+                       label=f'p{q}')
+        ax.legend()
+        sections.append(('Latency', rp.img_tag(rp.figure_to_data_uri(fig), 'latency plot')))
+    if stats.flicker_t:
+        fig, ax = rp.new_figure()
+        ax.plot(stats.flicker_t, stats.flicker_in, lw=0.8, label='input |x[t+1]-x[t]|')
+        ax.plot(stats.flicker_t, stats.flicker_out, lw=0.8, label='output |y[t+1]-y[t]|')
+        ax.set_xlabel('time in bag (s)')
+        ax.set_ylabel('mean abs difference (0-255)')
+        ax.legend()
+        sections.append(('Temporal flicker', rp.img_tag(rp.figure_to_data_uri(fig),
+                                                        'flicker plot')))
+    samples = sorted(stats.samples, key=lambda s: s[0])
+    if samples:
+        step = max(1, len(samples) // 8)
+        t0 = stats.first_time or 0
+        rows = []
+        for idx, t, image, out, _ in samples[::step][:8]:
+            uri = rp.image_strip_data_uri([image, out], height=max(128, image.shape[0]))
+            rows.append(rp.img_tag(uri, f'frame {idx}',
+                                   f'frame {idx}, t = {(t - t0) / 1e9:.2f} s: input | '
+                                   'translated'))
+        sections.append(('Input | translated', '\n'.join(rows)))
+    sections.append(('Command', rp.pre(metrics['command'] or '(library call)')))
+    sections.append(('All metrics', rp.pre(json.dumps(metrics, indent=2,
+                                                      default=json_default))))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rp.html_page('vr-goggles replay', sections, subtitle=metrics['bag']),
+                    encoding='utf-8')
+    return path
