@@ -1,6 +1,7 @@
 """Launch goggles_node on a camera topic.
 
     ros2 launch vr_goggles goggles.launch.py camera:=/camera/image_raw engine:=onnxruntime
+    ros2 launch vr_goggles goggles.launch.py camera:=/cam/image_raw image_sim:=/cam/image_sim
 
 Parameters come from ``config/goggles.yaml`` (``params_file``), then the arguments below.
 """
@@ -26,6 +27,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('camera', default_value='/camera/image_raw',
                               description='Camera image topic (sensor_msgs/Image); with '
                               'compressed_input the node reads <camera>/compressed'),
+        DeclareLaunchArgument('image_sim', default_value='/image_sim',
+                              description='Output topic; image_pipeline style, beside the '
+                              'camera: image_sim:=/camera/image_sim'),
         DeclareLaunchArgument('model', default_value='goggles_vr_goggles',
                               description='Generator: shipped name or weights path'),
         DeclareLaunchArgument('engine', default_value='auto',
@@ -56,7 +60,7 @@ def generate_launch_description() -> LaunchDescription:
                 'compressed_input': ParameterValue(arg('compressed_input'), value_type=bool),
                 'use_sim_time': ParameterValue(arg('use_sim_time'), value_type=bool),
             }],
-            remappings=[('image', arg('camera'))],
+            remappings=[('image', arg('camera')), ('image_sim', arg('image_sim'))],
             arguments=['--ros-args', '--log-level', arg('log_level')],
         ),
     ])

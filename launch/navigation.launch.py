@@ -45,6 +45,9 @@ def generate_launch_description() -> LaunchDescription:
         # `ros2 launch vr_goggles navigation.launch.py --show-args` and shared by both nodes.
         DeclareLaunchArgument('use_sim_time', default_value='false', choices=BOOL,
                               description='Use /clock'),
+        DeclareLaunchArgument('image_sim', default_value='/image_sim',
+                              description='The goggled image topic between the two nodes '
+                              '(image_pipeline style: image_sim:=/camera/image_sim)'),
         DeclareLaunchArgument('namespace', default_value='', description='Node namespace'),
         DeclareLaunchArgument('log_level', default_value='info', description='Log level'),
         goggles,
@@ -60,7 +63,7 @@ def generate_launch_description() -> LaunchDescription:
                 'stamped': ParameterValue(arg('stamped'), value_type=bool),
                 'use_sim_time': ParameterValue(arg('use_sim_time'), value_type=bool),
             }],
-            remappings=[('cmd_vel', arg('cmd_vel'))],
+            remappings=[('cmd_vel', arg('cmd_vel')), ('image_sim', arg('image_sim'))],
             arguments=['--ros-args', '--log-level', arg('log_level')],
         ),
     ])

@@ -19,8 +19,10 @@ from vr_goggles.nodes import params as P
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / 'launch'
 EXPECTED_ARGS = {
-    'goggles.launch.py': {'camera', 'model', 'engine', 'use_sim_time', 'params_file'},
-    'navigation.launch.py': {'policy', 'cmd_vel', 'use_sim_time', 'policy_params_file'},
+    'goggles.launch.py': {'camera', 'image_sim', 'model', 'engine', 'use_sim_time',
+                          'params_file'},
+    'navigation.launch.py': {'policy', 'cmd_vel', 'image_sim', 'use_sim_time',
+                             'policy_params_file'},
     'sim.launch.py': {'domain', 'split', 'episodes', 'step_period'},
 }
 #: Arguments a launch file gets from the files it includes.
@@ -115,3 +117,17 @@ def test_launch_description_builds(name, share_dir):
     ld = module.generate_launch_description()
     names = {a.name for a in ld.get_launch_arguments()}
     assert EXPECTED_ARGS[name] <= names and _declared(LAUNCH / name) == names
+
+
+def test_image_sim_is_one_remappable_topic_for_both_nodes():
+    """``image_sim:=/camera/image_sim`` moves the goggles' output and the policy's input."""
+    remapped = {}
+    for name in ('goggles.launch.py', 'navigation.launch.py'):
+        tree = ast.parse((LAUNCH / name).read_text())
+        for call in _calls(tree, 'Node'):
+            pairs = _kw(call, 'remappings')
+            for pair in getattr(pairs, 'elts', []):
+                src, dst = pair.elts
+                if src.value == 'image_sim':
+                    remapped[_kw(call, 'executable').value] = ast.unparse(dst)
+    assert remapped == {'goggles_node': "arg('image_sim')", 'policy_node': "arg('image_sim')"}
