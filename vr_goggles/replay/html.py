@@ -14,6 +14,7 @@ import io
 import json
 from typing import Any
 
+import cv2
 import numpy as np
 
 #: A section: (heading, HTML body). Bodies are trusted HTML built with the helpers below.
@@ -52,7 +53,7 @@ def figure_to_data_uri(fig: Any, *, dpi: int = 100, close: bool = True) -> str:
 
 def new_figure(width: float = 7.0, height: float = 3.0):
     """``(fig, ax)`` on the Agg backend, whatever backend the process had selected."""
-    import matplotlib
+    import matplotlib  # lazy: heavy, and only reports with plots need it
 
     matplotlib.use('Agg', force=True)
     import matplotlib.pyplot as plt
@@ -63,8 +64,6 @@ def new_figure(width: float = 7.0, height: float = 3.0):
 def image_strip(images: Sequence[np.ndarray], *, height: int | None = None,
                 gap: int = 4, background: int = 255) -> np.ndarray:
     """Lay uint8 RGB (or gray) images out left to right at a common height -> one RGB image."""
-    import cv2
-
     if not images:
         raise ValueError('images: need at least one image for a strip')
     rgb = []
@@ -93,8 +92,6 @@ def image_strip(images: Sequence[np.ndarray], *, height: int | None = None,
 
 def image_to_data_uri(image: np.ndarray) -> str:
     """uint8 RGB image -> PNG data URI."""
-    import cv2
-
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = arr[:, :, ::-1]  # OpenCV writes BGR
