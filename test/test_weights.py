@@ -395,3 +395,60 @@ def test_zero_dim_tensors_round_trip_and_files_are_readable(tmp_path):
     for suffix in ('.safetensors', '.json'):
         mode = os.stat(tmp_path / f't{suffix}').st_mode & 0o777
         assert mode == 0o666 & ~umask
+
+
+# ------------------------------------------------------------------------------------------
+# The reproduce section and the shipped files
+
+SHA = 'a' * 40
+REPRODUCE = {'trained_at': SHA, 'shipped_in': SHA, 'data': ['python -m x --n 1'],
+             'train': ['python -m y --out "runs/a b"'], 'select': [], 'output': 'runs/a.bin',
+             'note': 'n'}
+
+
+def test_card_without_reproduce_still_loads(saved):
+    """Cards written before the field existed (no ``reproduce`` key) load; it reads as {}."""
+    path, _ = saved
+    rewrite_card(path, lambda d: {k: v for k, v in d.items() if k != 'reproduce'})
+    assert load_card(path).reproduce == {}
+    assert load(path)[1].reproduce == {}
+
+
+def test_reproduce_round_trip(tmp_path):
+    """A reproduce section is saved with the card and read back unchanged."""
+    path = save(tmp_path / 'r', {'a': np.zeros(2, np.float32)},
+                make_card(name='r', reproduce=dict(REPRODUCE)))
+    assert load_card(path).reproduce == REPRODUCE
+
+
+@pytest.mark.parametrize('edit, match', [
+    (lambda r: {**r, 'trained_at': 'abc123'}, 'trained_at must be a full 40-hex commit'),
+    (lambda r: {**r, 'shipped_in': SHA.upper()}, 'shipped_in must be a full 40-hex commit'),
+    (lambda r: {k: v for k, v in r.items() if k != 'trained_at'}, 'trained_at is missing'),
+    (lambda r: {**r, 'train': []}, 'train needs at least one command'),
+    (lambda r: {**r, 'data': 'python -m x'}, r"wrong type \['data'\]"),
+    (lambda r: {**r, 'colour': 'blue'}, r"unknown field\(s\) \['colour'\]"),
+    (lambda r: {**r, 'train': ['python -m a && python -m b']}, r"train\[0\] uses shell syntax"),
+    (lambda r: {**r, 'select': ['python -c "unclosed']}, r'select\[0\] does not split'),
+    (lambda r: {**r, 'data': ['']}, r'data\[0\] must be a non-empty command'),
+])
+def test_reproduce_section_is_validated(saved, edit, match):
+    """A malformed reproduce section names the card and what is wrong, before anything runs."""
+    path, _ = saved
+    card_path = rewrite_card(path, lambda d: {**d, 'reproduce': edit(dict(REPRODUCE))})
+    with pytest.raises(WeightsError, match=match) as e:
+        load_card(path)
+    assert e.value.path == str(card_path)
+
+
+SHIPPED = ('goggles_cyclegan', 'goggles_cycada', 'goggles_vr_goggles', 'segmenter',
+           'segmenter_dr', 'segmenter_dr2', 'segmenter_real', 'policy_sim', 'policy_randomized')
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_tensors_match_their_cards(name):
+    """Every shipped .safetensors is, bit for bit, the file its card's SHA-256 names."""
+    tensors, card_path = paths_for(weights.SHIPPED_DIR / name)
+    card = load_card(card_path)
+    assert card.name == name and len(card.sha256) == 64
+    assert sha256_file(tensors) == card.sha256

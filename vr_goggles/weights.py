@@ -2,8 +2,9 @@
 
 A model is two files side by side: ``NAME.safetensors`` (tensors only) and ``NAME.json`` (the
 card: architecture and its keyword sizes, input size, normalisation, training command, metrics,
-and the SHA-256 of the tensors file). Every failure is a :class:`WeightsError` naming the file
-and what is wrong, so a robot operator sees *which* file to replace and why.
+optionally how to reproduce it, and the SHA-256 of the tensors file). Every failure is a
+:class:`WeightsError` naming the file and what is wrong, so a robot operator sees *which* file
+to replace and why.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import re
+import shlex
 import tempfile
 from typing import Any
 
@@ -23,6 +26,21 @@ from vr_goggles.image.preprocess import NORMALIZATION
 #: Where the shipped weights live (installed as package data).
 SHIPPED_DIR = Path(__file__).resolve().parent / 'weights'
 CARD_VERSION = 1
+
+#: The ``reproduce`` section of a card (optional; ``{}`` = not recorded): field -> type.
+#: ``trained_at`` is the commit whose code trained the weights (``trained_at_basis`` says how
+#: that is known), ``shipped_in`` the commit that shipped the file as it is now; ``data``,
+#: ``train`` and ``select`` are the commands of each step, run in that order from one working
+#: folder (``vr-goggles reproduce``); ``output`` is where they leave the weights in it.
+REPRODUCE_FIELDS: dict[str, type] = {
+    'trained_at': str, 'trained_at_basis': str, 'shipped_in': str, 'first_shipped_in': str,
+    'data': list, 'train': list, 'select': list, 'output': str, 'note': str,
+}
+#: The steps of a ``reproduce`` section, in the order they run.
+REPRODUCE_STEPS = ('data', 'train', 'select')
+_COMMIT = re.compile(r'[0-9a-f]{40}')
+#: Shell syntax a reproduce command cannot use: each one runs as an argument list, no shell.
+_SHELL_TOKENS = frozenset({'&&', '||', '|', ';', '&', '>', '>>', '<', '2>', '2>&1'})
 
 
 class WeightsError(ValueError):
@@ -45,6 +63,7 @@ class ModelCard:
     task: str = ''
     normalization: dict[str, Any] = field(default_factory=lambda: dict(NORMALIZATION))
     training_command: str = ''
+    reproduce: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     sha256: str = ''
@@ -65,7 +84,7 @@ class ModelCard:
             raise WeightsError(path, f'card has unknown field(s) {unknown}')
         types = {'name': str, 'architecture': str, 'task': str, 'training_command': str,
                  'sha256': str, 'normalization': dict, 'metrics': dict, 'extra': dict,
-                 'card_version': int}
+                 'reproduce': dict, 'card_version': int}
         wrong = [f'{k}={d[k]!r} (expected {t.__name__})' for k, t in types.items()
                  if k in d and (not isinstance(d[k], t) or isinstance(d[k], bool))]
         if wrong:
@@ -76,7 +95,56 @@ class ModelCard:
             raise WeightsError(path, f'input_size must be [height, width], got {size!r}')
         if not isinstance(d['kwargs'], dict):
             raise WeightsError(path, f'kwargs must be an object, got {d["kwargs"]!r}')
+        if d.get('reproduce'):
+            problems = reproduce_problems(d['reproduce'])
+            if problems:
+                raise WeightsError(path, f'card field reproduce: {"; ".join(problems)}')
         return cls(**d)
+
+
+def reproduce_problems(r: dict[str, Any]) -> list[str]:
+    """What is wrong with a card's non-empty ``reproduce`` section (``[]``: nothing).
+
+    Checked on load so that ``vr-goggles reproduce`` never starts a chain of hour-long steps
+    that a malformed command would stop halfway: commits are full 40-hex SHAs, every step is a
+    list of commands that split into arguments and use no shell syntax, and there is at least
+    one training command.
+    """
+    problems = []
+    unknown = sorted(set(r) - set(REPRODUCE_FIELDS))
+    if unknown:
+        problems.append(f'unknown field(s) {unknown}')
+    wrong = [k for k, t in REPRODUCE_FIELDS.items() if k in r and not isinstance(r[k], t)]
+    if wrong:
+        problems.append(f'field(s) of the wrong type {wrong}')
+    for k in ('trained_at', 'shipped_in', 'first_shipped_in'):
+        if isinstance(r.get(k), str) and not _COMMIT.fullmatch(r[k]):
+            problems.append(f'{k} must be a full 40-hex commit, got {r[k]!r}')
+    if 'trained_at' not in r:
+        problems.append('trained_at is missing')
+    if not (isinstance(r.get('train'), list) and r['train']):
+        problems.append('train needs at least one command')
+    for step in REPRODUCE_STEPS:
+        cmds = r.get(step, [])
+        for i, cmd in enumerate(cmds if isinstance(cmds, list) else []):
+            problem = _command_problem(cmd)
+            if problem:
+                problems.append(f'{step}[{i}] {problem}')
+    return problems
+
+
+def _command_problem(cmd: Any) -> str:
+    """Why ``cmd`` cannot run as one argument list without a shell ('' if it can)."""
+    if not isinstance(cmd, str) or not cmd.strip():
+        return f'must be a non-empty command string, got {cmd!r}'
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as e:
+        return f'does not split into arguments ({e}): {cmd!r}'
+    shell = sorted(set(argv) & _SHELL_TOKENS)
+    if shell:
+        return f'uses shell syntax {shell} (one command per entry, no shell): {cmd!r}'
+    return ''
 
 
 def paths_for(path: str | os.PathLike) -> tuple[Path, Path]:
