@@ -23,6 +23,7 @@ VERBS = {
     'compile': 'compile',
     'bench': 'bench',
     'replay': 'replay',
+    'reproduce': 'reproduce',
 }
 
 
