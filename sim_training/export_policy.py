@@ -21,9 +21,15 @@ from typing import Any
 
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
+from sim_training.policy_training.args import extra_planes  # noqa: E402
+from sim_training.policy_training.checkpoints import (  # noqa: E402
+    init_is_checkpoint,
+    load_checkpoint,
+    read_state,
+    refuse_removed,
+)
 from vr_goggles.image.preprocess import NORMALIZATION, Preprocessor  # noqa: E402
 from vr_goggles.policy.actions import ACTION_NAMES, ACTION_VELOCITIES, CONTROL_PERIOD  # noqa: E402
-from vr_goggles.policy.frame_stack import check_offsets, parse_offsets  # noqa: E402
 from vr_goggles.weights import (  # noqa: E402
     ModelCard,
     atomic_write_bytes,
@@ -33,47 +39,32 @@ from vr_goggles.weights import (  # noqa: E402
     save,
 )
 
+__all__ = ['actor_from_sb3', 'export', 'export_onnx', 'lineage', 'load_checkpoint',
+           'update_card_metrics']
+
 
 def actor_from_sb3(model: Any) -> tuple[Any, dict[str, Any]]:
-    """Copy the encoder (, LSTM) and action head of an SB3 (Recurrent)PPO from ``train_policy``.
+    """Copy the encoder and action head of an SB3 PPO from ``train_policy``.
 
-    Returns ``(NavActor or NavRecurrentActor in eval mode, its keyword sizes for the card)``.
+    Returns ``(NavActor in eval mode, its keyword sizes for the card)``.
     """
-    from vr_goggles.models.actor import NavActor, NavRecurrentActor
+    from vr_goggles.models.actor import NavActor
 
     policy = model.policy
     extractor = policy.features_extractor
     if not hasattr(extractor, 'nav_kwargs'):
         raise TypeError(f'checkpoint policy uses {type(extractor).__name__}, not '
-                        'NavFeaturesExtractor from sim_training.train_policy')
-    lstm = getattr(policy, 'lstm_actor', None)
-    latent = extractor.features_dim if lstm is None else lstm.hidden_size
-    if policy.mlp_extractor.latent_dim_pi != latent or list(
+                        'NavFeaturesExtractor from sim_training.policy_training')
+    if policy.mlp_extractor.latent_dim_pi != extractor.features_dim or list(
             policy.mlp_extractor.policy_net.parameters()):
         raise TypeError('checkpoint policy has hidden policy layers (net_arch != []); '
                         'NavActor cannot represent them')
     n_actions = int(policy.action_net.out_features)
     kwargs = {**json.loads(json.dumps(extractor.nav_kwargs)), 'n_actions': n_actions}
-    if lstm is not None:
-        if lstm.num_layers != 1 or lstm.input_size != extractor.features_dim:
-            raise TypeError(f'checkpoint LSTM has {lstm.num_layers} layers on '
-                            f'{lstm.input_size} inputs; NavRecurrentActor has one on the '
-                            f'{extractor.features_dim} encoder features')
-        kwargs['lstm_hidden'] = int(lstm.hidden_size)
-        actor = NavRecurrentActor(**kwargs)
-        actor.lstm.load_state_dict(lstm.state_dict())
-    else:
-        actor = NavActor(**kwargs)
+    actor = NavActor(**kwargs)
     actor.features.load_state_dict(extractor.encoder.state_dict())
     actor.action_net.load_state_dict(policy.action_net.state_dict())
     return actor.eval(), kwargs
-
-
-def load_checkpoint(checkpoint: str | os.PathLike):
-    """Load a ``train_policy`` checkpoint (PPO or RecurrentPPO) on CPU without an environment."""
-    from sim_training.train_policy import load_checkpoint as load  # NavFeaturesExtractor too
-
-    return load(checkpoint)
 
 
 def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
@@ -82,22 +73,19 @@ def lineage(args: dict[str, Any], depth: int = 8) -> list[dict[str, Any]]:
     Read from each init checkpoint's ``.json`` training state, so a policy's card records the
     whole chain of commands, steps and wall time that produced it.
     """
-    from sim_training.train_policy import init_is_checkpoint
-
     init = args.get('init_from')
     if not init or depth <= 0:
         return []
-    if not init_is_checkpoint(init):  # an exported policy (train_policy.init_from_exported)
+    if not init_is_checkpoint(init):  # an exported policy (checkpoints.init_from_exported)
         try:
             card = load_card(resolve(init))
         except (OSError, ValueError) as e:
             return [{'policy': str(init), 'state': f'unknown ({e})'}]
         return [{'policy': str(init), 'sha256': card.sha256,
                  'commands': [card.training_command]}]
-    state_path = Path(init).with_suffix('.json')
-    if not state_path.exists():
+    prev = read_state(init)
+    if not prev:
         return [{'checkpoint': str(init), 'state': 'unknown (no training state file)'}]
-    prev = json.loads(state_path.read_text(encoding='utf-8'))
     return [*lineage(prev.get('args', {}), depth - 1),
             {'checkpoint': str(init), 'num_timesteps': prev.get('num_timesteps'),
              'wall_s': prev.get('wall_s'), 'frame_stack': prev.get('args', {}).get(
@@ -111,15 +99,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     import stable_baselines3
     import torch
 
-    from sim_training.train_policy import extra_planes
-
     checkpoint = Path(checkpoint)
-    model = load_checkpoint(checkpoint)
-    actor, kwargs = actor_from_sb3(model)
-    state_path = checkpoint.with_suffix('.json')
-    training = (json.loads(state_path.read_text(encoding='utf-8'))
-                if state_path.exists() else {})
+    training = read_state(checkpoint)
     args = training.get('args', {})
+    refuse_removed(args, checkpoint)
+    actor, kwargs = actor_from_sb3(load_checkpoint(checkpoint))
     sessions = training.get('sessions', [])
     chain = lineage(args)
     commands = [c for stage in chain for c in stage.get('commands', [])]
@@ -129,37 +113,26 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     turn_memory = int(args.get('turn_memory', 0))
     turn_window = int(args.get('turn_window', 0)) if turn_memory else 0
     k = (int(kwargs['in_channels']) - extra_planes(args)) // 3
-    offsets = check_offsets(parse_offsets(args.get('frame_offsets', '')), k)
-    contiguous = offsets == check_offsets(None, k)
-    recurrent = 'lstm_hidden' in kwargs
-    if onnx and recurrent:
-        raise ValueError(f'{checkpoint}: ONNX export of a recurrent policy is not supported '
-                         '(its LSTM state would be extra inputs and outputs); export without '
-                         '--onnx')
     name = Path(out).name
     card = ModelCard(
         name=name,
         architecture=type(actor).__name__,
         kwargs=kwargs,
         input_size=size,
-        task=(f'chair navigation policy ({"RecurrentPPO" if recurrent else "PPO"} actor) '
-              f'trained in VrGoggles/ChairNav-v0 '
+        task=(f'chair navigation policy (PPO actor) trained in VrGoggles/ChairNav-v0 '
               f'domain={args.get("domain", "?")!r}; input '
               f'vr_goggles.image.preprocess.Preprocessor '
               f'(size={size}, keep_aspect=True) output, float (N, 3, H, W) in [-1, 1]'
               + ('' if k == 1 else
-                 (f', the last {k} frames one control period apart' if contiguous else
-                  f', the frames {list(offsets)} control periods back')
-                 + f' stacked on channels oldest first (vr_goggles.policy.frame_stack), '
-                   f'(N, {3 * k}, H, W)')
+                 f', the last {k} frames one control period apart'
+                 f' stacked on channels oldest first (vr_goggles.policy.frame_stack), '
+                 f'(N, {3 * k}, H, W)')
               + (f', then one plane of the control steps since the last forward step, '
                  f'2 * min(n, {turn_memory}) / {turn_memory} - 1'
                  + (f', and one of the turns among the last {turn_window} steps, '
                     f'2 * n / {turn_window} - 1' if turn_window else '')
                  + f' (vr_goggles.policy.turn_memory), (N, {kwargs["in_channels"]}, H, W)'
                  if turn_memory else '')
-              + (f', one frame per control step into an LSTM ({kwargs["lstm_hidden"]} units) '
-                 f'whose state starts at zero every episode' if recurrent else '')
               + '; output logits over ACTION_NAMES, act = argmax'),
         normalization=dict(NORMALIZATION),
         training_command=' && '.join(commands),
@@ -178,7 +151,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             'velocity_units': '(linear m/s, angular rad/s, CCW positive), held CONTROL_PERIOD s',
             'control_period_s': CONTROL_PERIOD,
             'frame_stack': k,
-            'frame_offsets': list(offsets),
+            # The slots' steps back, oldest first: always the consecutive stack.
+            'frame_offsets': list(range(k - 1, -1, -1)),
             'turn_memory': turn_memory,
             'turn_window': turn_window,
             'preprocessing': pre.card(),
@@ -186,8 +160,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                                    f'vr_goggles.image.preprocess.Preprocessor -> '
                                    f'{type(actor).__name__}; training fed SB3 the same '
                                    f'normalize() output (normalize_images=False)'),
-            'algorithm': ('RecurrentPPO (sb3-contrib)' if recurrent else
-                          'PPO (stable-baselines3)') + ', deterministic argmax at inference',
+            'algorithm': 'PPO (stable-baselines3), deterministic argmax at inference',
             'hyperparameters': args,
             'training_sessions': sessions,
             'warm_started_from': chain,

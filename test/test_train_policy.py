@@ -19,6 +19,9 @@ torch = pytest.importorskip('torch')
 from sim_training import evaluate_policy as ev  # noqa: E402
 from sim_training import train_policy  # noqa: E402
 from sim_training.export_policy import export, load_checkpoint  # noqa: E402
+from sim_training.policy_training import checkpoints as ck  # noqa: E402
+from sim_training.policy_training import trainer as tr  # noqa: E402
+from sim_training.policy_training import wrappers as wr  # noqa: E402
 from vr_goggles.image.preprocess import normalize  # noqa: E402
 from vr_goggles.policy import Policy  # noqa: E402
 from vr_goggles.policy.frame_stack import FrameStack  # noqa: E402
@@ -52,6 +55,48 @@ def test_args_from_dataclass_fields():
         train_policy.parse_args(['--domain', 'mars'])
 
 
+def test_help_shows_every_field_doc(capsys):
+    """--help carries each Args field's docstring; the removed experiments' flags are gone."""
+    import dataclasses
+
+    from sim_training.config_cli import field_docs
+
+    with pytest.raises(SystemExit):
+        train_policy.parse_args(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    docs = field_docs(train_policy.Args)
+    assert set(docs) == {f.name for f in dataclasses.fields(train_policy.Args)}
+    for name, doc in docs.items():
+        assert '--' + name.replace('_', '-') in text
+        assert ' '.join(doc.split()).replace('%%', '%') in text
+    for gone in ('--lstm-hidden', '--frame-offsets', '--dagger-steps', '--spin-penalty',
+                 '--floor-augment', '--detour-keep'):
+        assert gone not in text
+        with pytest.raises(SystemExit):
+            train_policy.parse_args([gone, '1'])
+
+
+def test_export_and_train_do_not_import_each_other():
+    """The exporter reads checkpoints through policy_training, never through the trainer."""
+    import ast
+
+    import sim_training.export_policy as exp
+    import sim_training.policy_training.args as args_mod
+
+    def imports(module) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text(encoding='utf-8'))
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert not {'sim_training.train_policy', 'sim_training.policy_training.trainer'} & imports(
+        exp)
+    for module in (ck, wr, args_mod):
+        assert not {'sim_training.train_policy', 'sim_training.export_policy',
+                    'sim_training.policy_training.trainer'} & imports(module)
+    # Checkpoints saved before the package name the extractor by its old path.
+    assert train_policy.NavFeaturesExtractor is tr.NavFeaturesExtractor
+
+
 def test_checkpoint_and_resume_keep_counters(trained):
     run, first, second = trained
     assert first['num_timesteps'] == 128
@@ -60,9 +105,9 @@ def test_checkpoint_and_resume_keep_counters(trained):
     assert second['num_timesteps'] == 256 and second['n_updates'] == 4
     assert len(second['sessions']) == 2
     assert second['sessions'][1]['start_steps'] == 128
-    model = load_checkpoint(run / train_policy.CHECKPOINT)
+    model = load_checkpoint(run / ck.CHECKPOINT)
     assert model.num_timesteps == 256 and model._n_updates == 4
-    state = json.loads((run / train_policy.STATE).read_text())
+    state = json.loads((run / ck.STATE).read_text())
     assert state['num_timesteps'] == 256
     # --keep-checkpoints (first session only): each periodic checkpoint with its state.
     kept = sorted((run / 'checkpoints').glob('*.zip'))
@@ -75,7 +120,7 @@ def test_checkpoint_and_resume_keep_counters(trained):
 def exported(trained, tmp_path_factory):
     run = trained[0]
     out = tmp_path_factory.mktemp('export') / 'policy_tiny'
-    return export(run / train_policy.CHECKPOINT, out), run
+    return export(run / ck.CHECKPOINT, out), run
 
 
 def test_export_parity_with_sb3_predict(exported):
@@ -89,24 +134,10 @@ def test_export_parity_with_sb3_predict(exported):
     assert k == train_policy.Args().frame_stack == card.extra['frame_stack'] > 1
     assert card.extra['frame_offsets'] == list(range(k - 1, -1, -1))
     assert card.kwargs['in_channels'] == 3 * k
-    check_parity(policy, load_checkpoint(run / train_policy.CHECKPOINT), None)
+    check_parity(policy, load_checkpoint(run / ck.CHECKPOINT))
 
 
-def test_dilated_stack_export_parity(tmp_path):
-    """--frame-offsets 5,1,0: the card carries them and Policy stacks as the training did."""
-    torch.set_num_threads(1)
-    run = tmp_path / 'dil'
-    train_policy.Trainer(train_policy.parse_args(
-        [*TINY, '--run-dir', str(run), '--total-timesteps', '64', '--frame-stack', '3',
-         '--frame-offsets', '5,1,0'])).train()
-    policy = Policy.load(export(run / train_policy.CHECKPOINT, tmp_path / 'policy_dil'))
-    assert policy.card.extra['frame_offsets'] == [5, 1, 0]
-    assert policy.history.offsets == (5, 1, 0)
-    assert '[5, 1, 0] control periods back' in policy.card.task
-    check_parity(policy, load_checkpoint(run / train_policy.CHECKPOINT), (5, 1, 0))
-
-
-def check_parity(policy: Policy, model, offsets) -> None:
+def check_parity(policy: Policy, model) -> None:
     """Policy.act and SB3 predict choose the same actions over 24 frames across episodes."""
     import gymnasium as gym
 
@@ -131,7 +162,7 @@ def check_parity(policy: Policy, model, offsets) -> None:
             policy.reset()
         ours.append(policy.act(f))
     # SB3's side sees what the training wrapper built: the same stacks, episode by episode.
-    stack, stacked = FrameStack(policy.frame_stack, offsets=offsets), []
+    stack, stacked = FrameStack(policy.frame_stack), []
     for f, new_episode in zip(frames, starts):
         if new_episode:
             stack.reset()
@@ -309,7 +340,7 @@ def test_collision_penalty_wrapper():
             return (np.zeros((4, 4, 3), np.uint8), -0.01, False, False,
                     {'collisions': self.n})
 
-    env = train_policy.CollisionPenalty(Bumper(), 0.5)
+    env = wr.CollisionPenalty(Bumper(), 0.5)
     env.reset()
     assert env.step(0)[1] == pytest.approx(-0.51)
     assert env.step(1)[1] == pytest.approx(-0.01)
@@ -335,8 +366,8 @@ def test_geodesic_progress_wrapper():
             self.last = out[1]
             return out
 
-    raw = Raw(gym.make(train_policy.ENV_ID, domain='sim', obs_size=16))
-    env = train_policy.GeodesicProgress(raw)
+    raw = Raw(gym.make(wr.ENV_ID, domain='sim', obs_size=16))
+    env = wr.GeodesicProgress(raw)
     oracle = Oracle(env)
     try:
         _, info = env.reset(seed=1008925)  # an evaluation layout with the chair behind a desk
@@ -373,62 +404,6 @@ def test_progress_reward_flag():
         train_policy.parse_args(['--progress-reward', 'manhattan'])
 
 
-def test_detour_layouts_wrapper():
-    """keep=1 draws what the bare env draws; a tiny keep draws detour layouts only."""
-    import gymnasium as gym
-
-    def env(keep):
-        bare = gym.make(train_policy.ENV_ID, domain='sim', obs_size=16)
-        return bare, train_policy.DetourLayouts(bare, keep, margin=0.3)
-
-    bare, uniform = env(1.0)
-    try:
-        seeds = [uniform.reset(seed=5)[1]['layout_seed']]
-        seeds += [uniform.reset()[1]['layout_seed'] for _ in range(5)]
-        assert uniform.redraws == 0
-        ref = gym.make(train_policy.ENV_ID, domain='sim', obs_size=16)
-        assert seeds == [ref.reset(seed=5)[1]['layout_seed'],
-                         *[ref.reset()[1]['layout_seed'] for _ in range(5)]]
-        ref.close()
-    finally:
-        bare.close()
-    bare, detours = env(1e-9)
-    try:
-        _, info = detours.reset(seed=1008925)  # the chair behind a desk: kept at once
-        assert info['layout_seed'] == 1008925 and detours.redraws == 0
-        assert detours.detour(info) >= 0.3
-        for _ in range(5):
-            _, info = detours.reset()
-            assert detours.detour(info) >= 0.3
-        assert detours.redraws > 0  # about 2 of 3 training layouts are not detours
-    finally:
-        bare.close()
-    with pytest.raises(ValueError, match='keep'):
-        train_policy.DetourLayouts(bare, 0.0, margin=0.3)
-    with pytest.raises(SystemExit):
-        train_policy.parse_args(['--detour-keep', '1.5'])
-
-
-def test_spin_penalty_wrapper():
-    import gymnasium as gym
-
-    class Room(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)
-        action_space = gym.spaces.Discrete(3)
-
-        def reset(self, *, seed=None, options=None):
-            return np.zeros((4, 4, 3), np.uint8), {}
-
-        def step(self, action):
-            return np.zeros((4, 4, 3), np.uint8), 0.0, False, False, {}
-
-    env = train_policy.SpinPenalty(Room(), 0.2, limit=3)
-    env.reset()
-    assert [env.step(1)[1] for _ in range(5)] == pytest.approx([0, 0, 0, -0.2, -0.2])
-    assert env.step(0)[1] == 0.0  # a forward step ends the spin
-    assert env.step(2)[1] == 0.0
-
-
 def test_stack_frames_wrapper_resets_per_episode():
     import gymnasium as gym
 
@@ -444,7 +419,7 @@ def test_stack_frames_wrapper_resets_per_episode():
             self.t += 1
             return np.full((3, 2, 2), 0.1 * self.t, np.float32), 0.0, False, False, {}
 
-    env = train_policy.StackFrames(Counter(), 3)
+    env = wr.StackFrames(Counter(), 3)
     assert env.observation_space.shape == (9, 2, 2)
     obs, _ = env.reset()
     assert obs.shape == (9, 2, 2) and not obs.any()
@@ -453,21 +428,6 @@ def test_stack_frames_wrapper_resets_per_episode():
     assert np.allclose(obs[::3, 0, 0], [0.0, 0.1, 0.2])  # oldest first
     obs, _ = env.reset()
     assert not obs.any()  # no frames leak from the previous episode
-    env = train_policy.StackFrames(Counter(), 3, offsets=(3, 1, 0))
-    env.reset()
-    for _ in range(4):
-        obs = env.step(0)[0]
-    assert np.allclose(obs[::3, 0, 0], [0.1, 0.3, 0.4])  # 3, 1 and 0 steps back
-
-
-def test_frame_offsets_flag_is_checked():
-    assert train_policy.parse_args(['--frame-stack', '3', '--frame-offsets',
-                                    '6,1,0']).frame_offsets == '6,1,0'
-    for bad in (['--frame-stack', '4', '--frame-offsets', '6,1,0'],
-                ['--frame-stack', '3', '--frame-offsets', '1,6,0'],
-                ['--frame-stack', '3', '--frame-offsets', 'a,b,c']):
-        with pytest.raises(SystemExit):
-            train_policy.parse_args(bad)
 
 
 def warm_started(tmp_path, *flags: str, old_flags: tuple[str, ...] = ()):
@@ -477,13 +437,13 @@ def warm_started(tmp_path, *flags: str, old_flags: tuple[str, ...] = ()):
         [*TINY, '--frame-stack', '1', *old_flags, '--run-dir', str(old_run),
          '--total-timesteps', '64'])).train()
     args = train_policy.parse_args([*TINY, *flags, '--run-dir', str(tmp_path / 'k2'),
-                                    '--init-from', str(old_run / train_policy.CHECKPOINT)])
-    venv = train_policy.make_vec_env(args)
+                                    '--init-from', str(old_run / ck.CHECKPOINT)])
+    venv = tr.make_vec_env(args)
     try:
         new = train_policy.Trainer(args).build(venv)
     finally:
         venv.close()
-    return load_checkpoint(old_run / train_policy.CHECKPOINT), new
+    return load_checkpoint(old_run / ck.CHECKPOINT), new
 
 
 def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
@@ -501,13 +461,41 @@ def test_init_from_widens_first_conv_and_keeps_behaviour(trained, tmp_path):
     # A checkpoint of another architecture is refused with its path.
     bad = train_policy.parse_args([*TINY, '--channels', '8,16,8', '--run-dir',
                                    str(tmp_path / 'bad'), '--init-from',
-                                   str(run / train_policy.CHECKPOINT)])
-    venv = train_policy.make_vec_env(bad)
+                                   str(run / ck.CHECKPOINT)])
+    venv = tr.make_vec_env(bad)
     try:
         with pytest.raises(ValueError, match='checkpoint.zip'):
             train_policy.Trainer(bad).build(venv)
     finally:
         venv.close()
+
+
+def test_runs_of_removed_experiments_are_refused(trained, tmp_path):
+    """A saved run that used a removed experiment is not resumed, exported or warm-started."""
+    import shutil
+
+    run = tmp_path / 'old'
+    shutil.copytree(trained[0], run, ignore=shutil.ignore_patterns('checkpoints'))
+    state = json.loads((run / ck.STATE).read_text())
+    assert ck.removed_settings_used(state['args']) == ''
+    for key, value in (('spin_penalty', 0.05), ('frame_offsets', '5,1,0'),
+                       ('lstm_hidden', 128)):
+        (run / ck.STATE).write_text(json.dumps(
+            {**state, 'args': {**state['args'], key: value}}))
+        with pytest.raises(ValueError, match=f'{key}={value!r} vs.*083bc5e'):
+            export(run / ck.CHECKPOINT, tmp_path / 'policy_old')
+        args = train_policy.parse_args([*TINY, '--run-dir', str(run), '--resume',
+                                        '--total-timesteps', '512'])
+        venv = tr.make_vec_env(args)
+        try:
+            with pytest.raises(ValueError, match=key):
+                train_policy.Trainer(args).build(venv)
+            args.resume, args.run_dir = False, str(tmp_path / 'fresh')
+            args.init_from = str(run / ck.CHECKPOINT)
+            with pytest.raises(ValueError, match=key):
+                train_policy.Trainer(args).build(venv)
+        finally:
+            venv.close()
 
 
 def test_lineage_follows_init_from_chain(tmp_path):
@@ -533,7 +521,6 @@ def test_turn_memory_export_parity(tmp_path):
     import gymnasium as gym
 
     import sim_training  # noqa: F401
-    from sim_training.train_translator import load_task_features
     from vr_goggles.policy.turn_memory import TurnMemory
 
     torch.set_num_threads(1)
@@ -541,9 +528,9 @@ def test_turn_memory_export_parity(tmp_path):
     train_policy.Trainer(train_policy.parse_args(
         [*TINY, '--run-dir', str(run), '--total-timesteps', '64', '--frame-stack', '2',
          '--turn-memory', '3', '--turn-window', '5'])).train()
-    model = load_checkpoint(run / train_policy.CHECKPOINT)
+    model = load_checkpoint(run / ck.CHECKPOINT)
     assert model.observation_space.shape == (8, 64, 64)
-    policy = Policy.load(export(run / train_policy.CHECKPOINT, tmp_path / 'policy_turn'))
+    policy = Policy.load(export(run / ck.CHECKPOINT, tmp_path / 'policy_turn'))
     card = policy.card
     assert card.extra['turn_memory'] == 3 and card.extra['turn_window'] == 5
     assert card.kwargs['in_channels'] == 8 and policy.frame_stack == 2
@@ -575,9 +562,6 @@ def test_turn_memory_export_parity(tmp_path):
             memory.reset()
     env.close()
     assert len(planes) > 2  # the counts moved, so the planes were exercised
-    # The translator's task-feature loss feeds the plane too (a standing robot: -1).
-    feats = load_task_features(str(tmp_path / 'policy_turn'))
-    assert feats(torch.zeros(2, 3, 64, 64)).shape == (2, 32)
 
 
 def test_init_from_adds_a_zero_turn_plane(trained, tmp_path):
@@ -597,7 +581,6 @@ def test_init_from_adds_a_zero_turn_plane(trained, tmp_path):
 def test_turn_memory_flag_is_checked():
     assert train_policy.parse_args(['--turn-memory', '24']).turn_memory == 24
     for bad in (['--turn-memory', '-1'],
-                ['--turn-memory', '24', '--lstm-hidden', '16', '--frame-stack', '1'],
                 ['--turn-window', '48'], ['--turn-memory', '24', '--turn-window', '-1']):
         with pytest.raises(SystemExit):
             train_policy.parse_args(bad)
@@ -632,7 +615,7 @@ def test_camera_augment_wrapper_is_seeded_per_episode_camera():
             return grey.copy(), 0.0, False, False, {}
 
     def episodes(seed, n=12):
-        env = train_policy.CameraAugment(Still(), 0.5)
+        env = wr.CameraAugment(Still(), 0.5)
         out = []
         for k in range(n):
             obs, _ = env.reset(seed=seed if k == 0 else None)
@@ -651,23 +634,10 @@ def test_camera_augment_wrapper_is_seeded_per_episode_camera():
     assert any(c is None for c in cameras) and any(c is not None for c in cameras)
     assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, episodes(4)))
     with pytest.raises(ValueError, match='camera_augment'):
-        train_policy.CameraAugment(Still(), 0.0)
+        wr.CameraAugment(Still(), 0.0)
     assert train_policy.parse_args(['--camera-augment', '0.7']).camera_augment == 0.7
     with pytest.raises(SystemExit):
         train_policy.parse_args(['--camera-augment', '1.5'])
-
-
-def test_floor_augment_flag_reaches_the_env():
-    """--floor-augment is checked, and the env factory passes it to ChairNavEnv."""
-    assert train_policy.parse_args(['--floor-augment', '0.5']).floor_augment == 0.5
-    for bad in (['--floor-augment', '1.5'], ['--floor-augment', '0.5', '--domain', 'real']):
-        with pytest.raises(SystemExit):
-            train_policy.parse_args(bad)
-    env = train_policy.make_env('sim', 16, floor_augment=0.5)()
-    try:
-        assert env.unwrapped.floor_augment == 0.5
-    finally:
-        env.close()
 
 
 def test_init_from_an_exported_policy_copies_its_actor(exported, tmp_path):
@@ -676,7 +646,7 @@ def test_init_from_an_exported_policy_copies_its_actor(exported, tmp_path):
     actor = Policy.load(path).module
     args = train_policy.parse_args([*TINY, '--run-dir', str(tmp_path / 'ft'),
                                     '--init-from', str(path)])
-    venv = train_policy.make_vec_env(args)
+    venv = tr.make_vec_env(args)
     try:
         model = train_policy.Trainer(args).build(venv)
     finally:
@@ -692,13 +662,11 @@ def test_init_from_an_exported_policy_copies_its_actor(exported, tmp_path):
     assert chain == [{'policy': str(path), 'sha256': Policy.load(path).card.sha256,
                       'commands': [Policy.load(path).card.training_command]}]
     assert 'unknown' in lineage({'init_from': str(tmp_path / 'missing')})[0]['state']
-    for flags, match in ((['--frame-stack', '2'], 'policy_tiny.*does not match'),
-                         (['--frame-stack', '1', '--lstm-hidden', '32'], 'recurrent run')):
-        bad = train_policy.parse_args([*TINY, *flags, '--run-dir', str(tmp_path / 'bad'),
-                                       '--init-from', str(path)])
-        venv = train_policy.make_vec_env(bad)
-        try:
-            with pytest.raises(ValueError, match=match):
-                train_policy.Trainer(bad).build(venv)
-        finally:
-            venv.close()
+    bad = train_policy.parse_args([*TINY, '--frame-stack', '2', '--run-dir',
+                                   str(tmp_path / 'bad'), '--init-from', str(path)])
+    venv = tr.make_vec_env(bad)
+    try:
+        with pytest.raises(ValueError, match='policy_tiny.*does not match'):
+            train_policy.Trainer(bad).build(venv)
+    finally:
+        venv.close()

@@ -83,7 +83,7 @@ def test_bad_arguments_are_refused():
 def test_training_wrapper_appends_the_plane():
     gym = pytest.importorskip('gymnasium')
     pytest.importorskip('stable_baselines3')
-    from sim_training.train_policy import TurnMemoryPlane
+    from sim_training.policy_training.wrappers import TurnMemoryPlane
 
     class Still(gym.Env):
         observation_space = gym.spaces.Box(-1.0, 1.0, (6, 2, 2), np.float32)

@@ -148,7 +148,6 @@ class _Material:
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
     tile_m: float = 1.0
     own_uv: bool = False     # a mesh's own texture: use the mesh's UVs, not a projection
-    uv_offset: tuple[float, float] = (0.0, 0.0)   # texture phase (floor and ceiling)
 
 
 @dataclass
@@ -247,9 +246,7 @@ class ChairNavEnv(MiniWorldEnv):
 
     - ``'sim'``: the canonical look, miniworld's textures (black/white floor tiles, concrete
       walls, tiled ceiling, the meshes' own textures), one fixed light at the ceiling centre,
-      a clean camera. ``floor_augment=p`` (policy training only) draws a share ``p`` of the
-      episodes with the floor plain grey or the checkerboard at a random size, phase and
-      brightness.
+      a clean camera.
     - ``'real'``: real-proxy look over the same geometry: floor, walls, ceiling, furniture,
       chair and objects textured with tiles cut from real indoor photos
       (:mod:`sim_training.envs.real_proxy`), a warm attenuated light at a random ceiling
@@ -295,18 +292,13 @@ class ChairNavEnv(MiniWorldEnv):
                  split: str = 'train',
                  max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS,
                  render_mode: str | None = None,
-                 physical_randomization: bool | None = None,
-                 floor_augment: float = 0.0) -> None:
+                 physical_randomization: bool | None = None) -> None:
         if domain not in DOMAINS:
             raise ValueError(f'domain: expected one of {DOMAINS}, got {domain!r}')
         if not isinstance(obs_size, (int, np.integer)) or obs_size < 8:
             raise ValueError(f'obs_size: expected an int >= 8, got {obs_size!r}')
         if render_mode not in (None, 'rgb_array'):
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
-        if not 0.0 <= float(floor_augment) <= 1.0:
-            raise ValueError(f'floor_augment: expected a share in [0, 1], got {floor_augment!r}')
-        if floor_augment and domain != 'sim':
-            raise ValueError(f"floor_augment: only for domain='sim', got domain={domain!r}")
         if max_episode_steps is not None and int(max_episode_steps) < 1:
             raise ValueError(f'max_episode_steps: expected >= 1 or None, '
                              f'got {max_episode_steps!r}')
@@ -317,7 +309,6 @@ class ChairNavEnv(MiniWorldEnv):
         self.seed_range = split_seeds(split)
         self.physical_randomization = (domain == 'randomized' if physical_randomization is None
                                        else bool(physical_randomization))
-        self.floor_augment = float(floor_augment)
         # GL resources, created lazily on the first reset (needs the shadow window's context).
         self._gl_ready = False
         self._textures: dict[str, glutil.GLTexture] = {}
@@ -567,12 +558,9 @@ class ChairNavEnv(MiniWorldEnv):
                     ent = self.entities[i]
                     ents.append(_Material(self._file_texture(
                         _mesh_texture_path(_mesh_name(ent))), own_uv=True))
-            floor = _Material(self._file_texture(_texture_path(_SIM_SURFACES['floor'])),
-                              tile_m=1.0)
-            if self.floor_augment and rng.random() < self.floor_augment:
-                floor = _augmented_floor(floor, rng)
             return _Look(
-                floor=floor,
+                floor=_Material(self._file_texture(_texture_path(_SIM_SURFACES['floor'])),
+                                tile_m=1.0),
                 wall=_Material(self._file_texture(_texture_path(_SIM_SURFACES['wall'])),
                                tile_m=1.0),
                 ceiling=_Material(self._file_texture(_texture_path(_SIM_SURFACES['ceiling'])),
@@ -656,8 +644,7 @@ class ChairNavEnv(MiniWorldEnv):
                 (look.floor, floor_v, floor_v[:, [0, 2]], (0, 1, 0), gl.GL_POLYGON),
                 (look.ceiling, ceil_v, ceil_v[:, [0, 2]], (0, -1, 0), gl.GL_POLYGON)):
             _apply_material(mat)
-            uv = texcs / mat.tile_m + np.float32(mat.uv_offset)
-            glutil.draw_arrays(mode, verts, texcs=uv,
+            glutil.draw_arrays(mode, verts, texcs=texcs / mat.tile_m,
                                norms=np.tile(np.float32(normal), (len(verts), 1)))
         _apply_material(look.wall)
         glutil.draw_arrays(gl.GL_QUADS, wall_v, texcs=wall_uv / look.wall.tile_m, norms=wall_n)
@@ -851,22 +838,6 @@ def _planar_uv(verts: np.ndarray, norms: np.ndarray) -> np.ndarray:
     u = np.where(axis == 0, verts[:, 2], verts[:, 0])
     v = np.where(axis == 1, verts[:, 2], verts[:, 1])
     return np.stack([u, v], axis=1).astype(np.float32)
-
-
-def _augmented_floor(checker: _Material, rng: np.random.Generator) -> _Material:
-    """A sim floor a policy cannot read for the checkerboard's phase (``floor_augment``).
-
-    A translator cannot know where the tile edges of the sim floor would lie under a real
-    floor, so the policy should not steer by them
-    (``docs/results/translator_ceiling.json``). One third
-    plain grey (tint 0.25-0.75), two thirds the checkerboard at a random tile size (0.5-2 m),
-    phase and brightness.
-    """
-    if rng.random() < 1.0 / 3.0:
-        return _Material(None, tint=(float(rng.uniform(0.25, 0.75)),) * 3)
-    return _Material(checker.texture, tint=(float(rng.uniform(0.6, 1.0)),) * 3,
-                     tile_m=float(rng.uniform(0.5, 2.0)),
-                     uv_offset=(float(rng.random()), float(rng.random())))
 
 
 def _apply_material(mat: _Material) -> None:
