@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vr_goggles.policy.frame_stack import (
-    FrameStack,
-    StepClock,
-    check_offsets,
-    parse_offsets,
-    time_went_back,
-)
+from vr_goggles.policy.frame_stack import FrameStack, StepClock, time_went_back
 
 
 def frame(v: float, c: int = 3) -> np.ndarray:
@@ -66,36 +60,22 @@ def test_once_per_period_frames_with_jitter_each_start_a_slot():
     assert firsts(s.push(frame(9), t=t0 + 1.5 + 0.5 * 0.5)) == [1, 2, 9]  # mid-period: refresh
 
 
-def test_dilated_offsets_look_further_back():
-    """Offsets (4, 1, 0): the frames 4, 1 and 0 control steps back, padded after a reset."""
-    s = FrameStack(3, offsets=(4, 1, 0))
-    got = [firsts(s.push(frame(n))) for n in range(7)]
-    assert got == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [0, 2, 3], [0, 3, 4], [1, 4, 5], [2, 5, 6]]
-    s.reset()
-    assert firsts(s.push(frame(9))) == [9, 9, 9]
-    # Stamped frames: slots are control periods, whatever the camera rate.
-    s = FrameStack(3, period=0.5, offsets=(2, 1, 0))
+def test_stamped_slots_are_control_periods():
+    """Stamped frames: the slots are the last control periods, whatever the camera rate."""
+    s = FrameStack(3, period=0.5)
     for n, t in enumerate([0.0, 0.2, 0.5, 0.7, 1.0, 1.1]):
         out = s.push(frame(n), t=t)
     assert firsts(out) == [1, 3, 5]
-    # The default offsets are the contiguous stack.
-    assert FrameStack(4).offsets == (3, 2, 1, 0) == check_offsets(None, 4)
+    # Untimed, a k-frame stack is the last k steps, and keeps only those.
+    s = FrameStack(4)
+    got = [firsts(s.push(frame(n))) for n in range(6)]
+    assert got[-1] == [2, 3, 4, 5] and len(s) == 4
 
 
 def test_time_went_back_needs_two_times():
     assert time_went_back(1.0, 2.0)
     assert not time_went_back(2.0, 2.0) and not time_went_back(3.0, 2.0)
     assert not time_went_back(None, 2.0) and not time_went_back(1.0, None)
-
-
-def test_offsets_are_checked_and_parsed():
-    assert parse_offsets('18,12,6,1,0') == (18, 12, 6, 1, 0)
-    assert parse_offsets(' ') is None
-    with pytest.raises(ValueError, match='comma-separated'):
-        parse_offsets('18;12')
-    for bad in [(3, 1), (1, 2, 0), (2, 2, 0), (3, 1, 1), (2.5, 1, 0), ('a', 1, 0), (None, 0)]:
-        with pytest.raises(ValueError, match='strictly decreasing'):
-            FrameStack(len(bad), offsets=bad)
 
 
 def test_bad_input_is_refused():

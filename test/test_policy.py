@@ -150,16 +150,16 @@ def test_stacked_policy_keeps_a_paced_history(tmp_path, rng):
         expect(a, a), expect(a, b), expect(b, c)]
     with pytest.raises(ValueError, match='times'):
         policy.act_batch([a, b], times=[0.0])
-    # A dilated card: the slots are the frames its offsets say, here 2 steps back and now.
-    dil = ModelCard(name='p2d', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
-                    normalization=dict(NORMALIZATION),
-                    extra={'frame_stack': 2, 'frame_offsets': [2, 0]})
-    policy = Policy.load(save(tmp_path / 'p2d', actor.state_dict(), dil))
-    assert list(policy.act_batch([a, b, c])) == [expect(a, a), expect(a, b), expect(a, c)]
-    assert policy.act(b) == expect(b, b)
-    dil.extra['frame_offsets'] = [0, 2]
-    with pytest.raises(WeightsError, match='frame_offsets'):
-        Policy.load(save(tmp_path / 'p2e', actor.state_dict(), dil))
+    # A card may name the slots' steps back; only the consecutive stack is accepted.
+    named = ModelCard(name='p2o', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
+                      normalization=dict(NORMALIZATION),
+                      extra={'frame_stack': 2, 'frame_offsets': [1, 0]})
+    policy = Policy.load(save(tmp_path / 'p2o', actor.state_dict(), named))
+    assert list(policy.act_batch([a, b, c])) == [expect(a, a), expect(a, b), expect(b, c)]
+    for bad in ([2, 0], [0, 1], [1], 'x'):  # a dilated (removed) or malformed card
+        named.extra['frame_offsets'] = bad
+        with pytest.raises(WeightsError, match='frame_offsets'):
+            Policy.load(save(tmp_path / 'p2e', actor.state_dict(), named))
     # A card whose frame_stack does not match the actor's input is refused.
     bad = ModelCard(name='p3', architecture='NavActor', kwargs=kwargs, input_size=[64, 64],
                     normalization=dict(NORMALIZATION), extra={'frame_stack': 3})

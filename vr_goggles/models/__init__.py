@@ -10,7 +10,6 @@ ARCHITECTURES: dict[str, str] = {
     'PatchDiscriminator': 'vr_goggles.models.discriminator:PatchDiscriminator',
     'SegmentationNet': 'vr_goggles.models.segmenter:SegmentationNet',
     'NavActor': 'vr_goggles.models.actor:NavActor',
-    'NavRecurrentActor': 'vr_goggles.models.actor:NavRecurrentActor',
 }
 
 

@@ -1,6 +1,6 @@
 """The navigation policy's actor: a small CNN encoder plus a linear action head.
 
-Training (``sim_training.train_policy``) wraps :class:`NavEncoder` as the Stable-Baselines3
+Training (``sim_training.policy_training.trainer``) wraps :class:`NavEncoder` as the SB3
 features extractor, so the exported :class:`NavActor` holds exactly the trained layers and runs
 without SB3. Input is ``vr_goggles.image.preprocess.normalize`` output: float32 ``(N, 3, 64, 64)``
 in
@@ -63,35 +63,3 @@ class NavActor(nn.Module):
     def act(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic action (argmax of the logits), as SB3 ``predict(deterministic=True)``."""
         return self.forward(x).argmax(dim=1)
-
-
-class NavRecurrentActor(nn.Module):
-    """Encoder + one LSTM layer + linear action head: memory as a state, not stacked frames.
-
-    Four stacked frames (2 s) are too short to walk around a desk that hides the chair; an LSTM
-    state can carry where the chair was. The layers are those of sb3-contrib's RecurrentPPO
-    actor (``features_extractor``, ``lstm_actor``, ``action_net`` with ``net_arch=[]``), so one
-    :meth:`forward` step equals its ``predict(deterministic=True)`` step. The state is
-    ``(h, c)``, each ``(1, N, lstm_hidden)``, zero at an episode start
-    (:meth:`initial_state`).
-    """
-
-    def __init__(self, *, in_channels: int = 3, input_size: Sequence[int] = (64, 64),
-                 channels: Sequence[int] = (16, 32, 32), features_dim: int = 128,
-                 lstm_hidden: int = 128, n_actions: int = 3):
-        super().__init__()
-        self.features = NavEncoder(in_channels=in_channels, input_size=input_size,
-                                   channels=channels, features_dim=features_dim)
-        self.lstm = nn.LSTM(features_dim, lstm_hidden)
-        self.action_net = nn.Linear(lstm_hidden, n_actions)
-
-    def initial_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero ``(h, c)`` for ``batch`` independent streams (an episode start)."""
-        h = torch.zeros(1, batch, self.lstm.hidden_size)
-        return h, h.clone()
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor,
-                c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One control step of ``N`` streams: images ``(N, 3, H, W)`` + state -> logits + state."""
-        out, (h, c) = self.lstm(self.features(x).unsqueeze(0), (h, c))
-        return self.action_net(out[0]), h, c

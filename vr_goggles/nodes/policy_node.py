@@ -8,10 +8,10 @@ deterministic), clamps the command to ``max_linear`` / ``max_angular``, and publ
 velocity when no image arrived for ``stale_timeout`` seconds, on deactivate and on shutdown:
 a dead camera or goggles node stops the robot instead of replaying the last command.
 
-A frame-stacking (card ``frame_stack`` > 1), turn-counting (card ``turn_memory``) or recurrent
-(``NavRecurrentActor``) policy keeps its history or LSTM state across ticks, paced by the
-image header stamps (receive time for unstamped images) at the policy's control period; the
-history restarts after a stale period and on activation.
+A frame-stacking (card ``frame_stack`` > 1) or turn-counting (card ``turn_memory``) policy
+keeps its history across ticks, paced by the image header stamps (receive time for unstamped
+images) at the policy's control period; the history restarts after a stale period and on
+activation.
 """
 
 from __future__ import annotations

@@ -23,12 +23,10 @@ this one class, so the history a robot sees is built exactly as in training:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'StepClock', 'check_offsets', 'parse_offsets',
-           'starts_new_step', 'time_went_back']
+__all__ = ['FrameStack', 'PERIOD_TOLERANCE', 'StepClock', 'starts_new_step', 'time_went_back']
 
 #: Relative slack on ``period`` when deciding whether a stamped frame starts a new slot: a
 #: frame at least ``(1 - PERIOD_TOLERANCE) * period`` after the last kept one does.
@@ -39,8 +37,7 @@ def starts_new_step(t: float | None, t_kept: float | None, period: float | None)
     """Whether a frame taken at ``t`` starts a new control step after the one kept at ``t_kept``.
 
     Without timestamps or a period every frame is a step; otherwise one at least
-    ``(1 - PERIOD_TOLERANCE) * period`` after the last kept frame is. The recurrent policy
-    (``vr_goggles.policy``) steps its LSTM state by the same rule as this history.
+    ``(1 - PERIOD_TOLERANCE) * period`` after the last kept frame is.
     """
     return (t is None or period is None or t_kept is None
             or t - t_kept >= period * (1.0 - PERIOD_TOLERANCE))
@@ -49,8 +46,7 @@ def starts_new_step(t: float | None, t_kept: float | None, period: float | None)
 def time_went_back(t: float | None, t_kept: float | None) -> bool:
     """Whether a frame at ``t`` is older than the last kept one.
 
-    A looped bag or a restarted simulation: the history, or a recurrent policy's state, must
-    restart rather than mix two runs.
+    A looped bag or a restarted simulation: the history must restart rather than mix two runs.
     """
     return t is not None and t_kept is not None and t < t_kept
 
@@ -61,9 +57,8 @@ class StepClock:
     :meth:`tick` says whether a frame taken at ``t`` is the ``FIRST`` of a history (after
     :meth:`reset`, or when time went back: the caller starts its memory afresh), starts a
     ``NEW`` control step, or belongs to the ``SAME`` one as the last kept frame
-    (:func:`starts_new_step`). :class:`FrameStack`,
-    :class:`vr_goggles.policy.turn_memory.TurnMemory`
-    and the recurrent :class:`vr_goggles.policy.Policy` are all paced by it.
+    (:func:`starts_new_step`). :class:`FrameStack` and
+    :class:`vr_goggles.policy.turn_memory.TurnMemory` are both paced by it.
     """
 
     FIRST, NEW, SAME = 'first', 'new', 'same'
@@ -94,24 +89,15 @@ class StepClock:
 
 
 class FrameStack:
-    """Rolling history of ``(C, H, W)`` frames -> ``(k * C, H, W)``.
+    """Rolling history of ``(C, H, W)`` frames -> ``(k * C, H, W)``: the last ``k`` steps."""
 
-    ``offsets`` (oldest first, strictly decreasing, ending at 0) are how many control steps back
-    each of the ``k`` slots looks; the default ``k - 1, ..., 1, 0`` is the last ``k`` steps. A
-    dilated stack such as ``18, 12, 6, 1, 0`` reaches further back for the same ``k``: turning
-    15 degrees a step, its slots show four directions a quarter turn apart plus the last step's
-    motion, so the policy can see that it has already looked all around.
-    """
-
-    def __init__(self, k: int, period: float | None = None,
-                 offsets: Sequence[int] | None = None):
+    def __init__(self, k: int, period: float | None = None):
         if int(k) != k or k < 1:
             raise ValueError(f'k: expected an int >= 1, got {k!r}')
         self.clock = StepClock(period)
         self.k = int(k)
-        self.offsets = check_offsets(offsets, self.k)
         self.period = period
-        self._frames: deque[np.ndarray] = deque(maxlen=self.offsets[0] + 1)
+        self._frames: deque[np.ndarray] = deque(maxlen=self.k)
 
     def reset(self) -> None:
         """Forget the history (new episode, or the camera stream was interrupted)."""
@@ -132,35 +118,9 @@ class FrameStack:
         step = self.clock.tick(t)
         if step == StepClock.FIRST:
             self._frames.clear()
-            self._frames.extend([frame] * self._frames.maxlen)
+            self._frames.extend([frame] * self.k)
         elif step == StepClock.NEW:
             self._frames.append(frame)  # a new control step
         else:
             self._frames[-1] = frame    # same control step: newest frame wins
-        return np.concatenate([self._frames[-1 - o] for o in self.offsets], axis=0)
-
-
-def check_offsets(offsets: Sequence[int] | None, k: int) -> tuple[int, ...]:
-    """Validated slot offsets (steps back, oldest first) for a ``k``-frame stack."""
-    if offsets is None:
-        return tuple(range(k - 1, -1, -1))
-    try:
-        out = tuple(int(o) for o in offsets)
-        exact = all(int(o) == o for o in offsets)
-    except (TypeError, ValueError):
-        out, exact = (), False
-    if (not exact or len(out) != k or out[-1] != 0
-            or any(a <= b for a, b in zip(out, out[1:]))):
-        raise ValueError(f'offsets: expected {k} strictly decreasing ints ending at 0 (steps '
-                         f'back, oldest first), got {offsets!r}')
-    return out
-
-
-def parse_offsets(text: str) -> tuple[int, ...] | None:
-    """``'18,12,6,1,0'`` -> ``(18, 12, 6, 1, 0)``; ``''`` -> None (the contiguous default)."""
-    if not text.strip():
-        return None
-    try:
-        return tuple(int(v) for v in text.split(','))
-    except ValueError:
-        raise ValueError(f'frame offsets: expected comma-separated ints, got {text!r}') from None
+        return np.concatenate(self._frames, axis=0)

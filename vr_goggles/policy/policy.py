@@ -11,15 +11,11 @@ The card's ``frame_stack`` (default 1) says how many frames the actor sees; with
 the policy is stateful: every ``act`` call pushes its frame into a :class:`FrameStack` history
 (one call = one control step, or pass the frame time ``t`` and frames closer than the control
 period replace the newest slot), and :meth:`Policy.reset` starts a new history (new episode,
-interrupted stream); the card's ``frame_offsets`` say how many steps back each slot looks (a
-dilated stack), default the last ``frame_stack`` steps. A recurrent policy
-(``NavRecurrentActor``) keeps an LSTM state instead, stepped by the same rule: a frame closer
-than the control period to the last kept one recomputes the newest step from the state before
-it rather than advancing the memory. The card's ``turn_memory`` (default 0: none) adds the
-:class:`vr_goggles.policy.turn_memory.TurnMemory` planes after the frames (two with
-``turn_window``):
-the policy counts its own turning steps, assuming the action it chose (the argmax) is the one
-the robot executed.
+interrupted stream). The slots are the last ``frame_stack`` control steps; a card's
+``frame_offsets``, where present, must say exactly that (``[k - 1, ..., 1, 0]``). The card's
+``turn_memory`` (default 0: none) adds the :class:`vr_goggles.policy.turn_memory.TurnMemory`
+planes after the frames (two with ``turn_window``): the policy counts its own turning steps,
+assuming the action it chose (the argmax) is the one the robot executed.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ import numpy as np
 
 from vr_goggles.image.preprocess import NORMALIZATION, Preprocessor
 from vr_goggles.policy.actions import ACTION_NAMES, CONTROL_PERIOD, action_to_velocity
-from vr_goggles.policy.frame_stack import FrameStack, StepClock
+from vr_goggles.policy.frame_stack import FrameStack
 from vr_goggles.policy.turn_memory import TurnMemory, n_planes
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
@@ -41,10 +37,9 @@ class Policy:
     """Camera image (uint8, any size/colour order) -> discrete action / ``cmd_vel`` velocity."""
 
     def __init__(self, module: Any, card: ModelCard, *, name: str = ''):
-        if card.architecture not in ('NavActor', 'NavRecurrentActor'):
-            raise WeightsError(name or card.name, f'expected a NavActor or NavRecurrentActor '
-                                                  f'policy, card says {card.architecture!r}')
-        self.recurrent = card.architecture == 'NavRecurrentActor'
+        if card.architecture != 'NavActor':
+            raise WeightsError(name or card.name, f'expected a NavActor policy, card says '
+                                                  f'{card.architecture!r}')
         norm = card.normalization or {}
         if norm.get('range') != NORMALIZATION['range'] or norm.get('color_order', 'rgb') != 'rgb':
             raise WeightsError(name or card.name,
@@ -68,26 +63,23 @@ class Policy:
                                f'card frame_stack={self.frame_stack}, '
                                f'turn_memory={self.turn_memory}, turn_window={self.turn_window}'
                                f' needs in_channels={want}, the actor has {in_channels}')
-        if self.recurrent and (self.frame_stack != 1 or self.turn_memory):
-            raise WeightsError(name or card.name, f'a recurrent policy sees one frame per step, '
-                                                  f'card says frame_stack={self.frame_stack}, '
-                                                  f'turn_memory={self.turn_memory}')
+        offsets = card.extra.get('frame_offsets')
+        consecutive = list(range(self.frame_stack - 1, -1, -1))
+        if offsets is not None and (not isinstance(offsets, (list, tuple))
+                                    or list(offsets) != consecutive):
+            raise WeightsError(name or card.name,
+                               f'card frame_offsets={offsets!r}: only the consecutive stack '
+                               f'{consecutive} is supported (the dilated stack was removed; '
+                               f'commit 083bc5e runs it)')
         self.module = module
         self.card = card
         self.name = name or card.name
         keep_aspect = bool(card.extra.get('preprocessing', {}).get('keep_aspect', True))
         self.preprocessor = Preprocessor(size=tuple(card.input_size), keep_aspect=keep_aspect)
         self.period = float(card.extra.get('control_period_s', CONTROL_PERIOD))
-        try:
-            self.history = FrameStack(self.frame_stack, period=self.period,
-                                      offsets=card.extra.get('frame_offsets'))
-        except ValueError as e:
-            raise WeightsError(name or card.name, f'card frame_offsets: {e}') from None
+        self.history = FrameStack(self.frame_stack, period=self.period)
         self.turns = (TurnMemory(self.turn_memory, period=self.period, window=self.turn_window)
                       if self.turn_memory else None)
-        self._state: Any = None  # recurrent: (h, c) after the newest step
-        self._state_before: Any = None  # recurrent: (h, c) before the newest step
-        self._clock = StepClock(self.period)  # recurrent: paces the LSTM steps
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = 'policy_sim') -> Policy:
@@ -103,8 +95,6 @@ class Policy:
         self.history.reset()
         if self.turns is not None:
             self.turns.reset()
-        self._state = self._state_before = None
-        self._clock.reset()
 
     def logits(self, images: np.ndarray | list[np.ndarray], color_order: str = 'rgb',
                times: Sequence[float] | None = None) -> np.ndarray:
@@ -118,8 +108,6 @@ class Policy:
         x = self.preprocessor(images, color_order)  # (N, 3, H, W)
         if times is not None and len(times) != len(x):
             raise ValueError(f'times: expected {len(x)} values, got {len(times)}')
-        if self.recurrent:
-            return self._recurrent_logits(x, times)
         if self.frame_stack > 1:
             x = np.stack([self.history.push(f, None if times is None else float(times[i]))
                           for i, f in enumerate(x)])
@@ -140,24 +128,6 @@ class Policy:
                 logits = self.module(torch.from_numpy(inp[None]))[0].numpy()
                 self.turns.record(int(np.argmax(logits)))
                 out.append(logits)
-        return np.stack(out)
-
-    def _recurrent_logits(self, x: np.ndarray, times: Sequence[float] | None) -> np.ndarray:
-        """Step the LSTM state through consecutive frames ``x`` (the FrameStack slot rule)."""
-        import torch
-
-        out = []
-        with torch.inference_mode():
-            for i, frame in enumerate(x):
-                step = self._clock.tick(None if times is None else float(times[i]))
-                if step == StepClock.FIRST:
-                    self._state_before = self.module.initial_state()
-                elif step == StepClock.NEW:
-                    self._state_before = self._state
-                # else: same control step, recomputed from the state before it
-                logits, h, c = self.module(torch.from_numpy(frame[None]), *self._state_before)
-                self._state = (h, c)
-                out.append(logits[0].numpy())
         return np.stack(out)
 
     def act(self, image: np.ndarray, color_order: str = 'rgb', t: float | None = None) -> int:
