@@ -107,8 +107,8 @@ def update_card(model: str, metrics: dict) -> None:
     atomic_write_bytes(card_path, (json.dumps(d, indent=2) + '\n').encode())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (every flag with its help)."""
     p = argparse.ArgumentParser(prog='python -m sim_training.eval_translator',
                                 description=__doc__.split('\n\n')[0])
     p.add_argument('--model', required=True, help="weights name/path, or 'raw' (identity)")
@@ -117,13 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help='extra folders of consecutive frames (the export\'s sequences/ is '
                         'used automatically)')
     p.add_argument('--segmenter', default='segmenter', help="'' to skip the mIoU metrics")
-    p.add_argument('--size', type=int, default=64)
-    p.add_argument('--max-frames', type=int, default=0)
-    p.add_argument('--shift-frames', type=int, default=200)
-    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--size', type=int, default=64,
+                   help='square frame size the translator runs at (default 64)')
+    p.add_argument('--max-frames', type=int, default=0,
+                   help='evaluate the first N frames only (default 0: all)')
+    p.add_argument('--shift-frames', type=int, default=200,
+                   help='frames the shift error is averaged over (default 200)')
+    p.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
     p.add_argument('--json', default='', help='write the metrics here')
     p.add_argument('--update-card', action='store_true', help='merge metrics into the card')
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     size = (args.size, args.size)
     frames = load_source(args.real, size, labels='eval', max_frames=args.max_frames or None)

@@ -146,16 +146,21 @@ def load_partial(path: Path, settings: dict[str, Any]) -> dict[str, dict[str, An
     return {r['model']: r for r in doc['ranking']}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (every flag with its help)."""
+    p = argparse.ArgumentParser(prog='python -m sim_training.select_translator',
+                                description=__doc__.split('\n\n')[0])
     p.add_argument('models', nargs='+',
                    help='generator weights (path or shipped name), or folders of snapshots')
-    p.add_argument('--policy', default='policy_sim')
-    p.add_argument('--episodes', type=int, default=100)
+    p.add_argument('--policy', default='policy_sim',
+                   help='the sim policy that drives behind each generator (default policy_sim)')
+    p.add_argument('--episodes', type=int, default=100,
+                   help='training-split layouts per candidate (default 100)')
     p.add_argument('--seed', type=int, default=0, help='permutes the training-split layouts')
-    p.add_argument('--workers', type=int, default=1)
-    p.add_argument('--engine', default='torch')
+    p.add_argument('--workers', type=int, default=1,
+                   help='candidates driven in parallel processes (default 1)')
+    p.add_argument('--engine', default='torch',
+                   help='inference engine of the goggles (default torch)')
     p.add_argument('--max-episode-steps', type=int, default=None,
                    help='episode time limit (default: the environment\'s)')
     p.add_argument('--floor-prior', action='store_true',
@@ -167,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                    help='keep the candidates --json already holds (same settings) and drive '
                    'only the rest')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = build_parser()
     args = p.parse_args(argv)
     if args.resume and args.json is None:
         p.error('--resume needs --json (the file to resume from)')

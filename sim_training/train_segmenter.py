@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sim_training.config_cli import setting_differences
+from sim_training.config_cli import add_config_flags, setting_differences
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
 from vr_goggles.goggles.quality import confusion_matrix, iou_per_class, mean_iou
 from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES, class_weights
@@ -46,17 +46,17 @@ class SegmenterConfig:
     data: str = ''            #: labelled collector export(s), comma-separated (sim, randomized)
     eval_real: str = ''       #: optional real export with eval_labels/ (reported, not trained)
     synthetic: int = 0        #: >0: procedural frames instead of ``data`` (tests)
-    size: int = 64
-    width: int = 16
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.1
-    crop_pad: int = 4
+    size: int = 64            #: square training/model input size
+    width: int = 16           #: network width (channels of the first stage)
+    steps: int = 3000         #: optimiser steps
+    batch_size: int = 16      #: frames per step
+    lr: float = 1e-3          #: AdamW peak learning rate (one-cycle schedule)
+    weight_decay: float = 1e-4  #: AdamW weight decay
+    val_fraction: float = 0.1  #: held-out tail of each source for the validation IoU
+    crop_pad: int = 4         #: random crop from a reflect-padded frame (0 = off)
     class_weights: str = ''   #: per-class CE weights, 'chair=3' (uniform by default)
-    seed: int = 0
-    threads: int = 1
+    seed: int = 0             #: seed of weights and sampling
+    threads: int = 1          #: torch intra-op threads
     out: str = ''             #: weights path (safetensors + card); '' = do not save
     ckpt_every: int = 500     #: with ``out``: checkpoint every N steps to OUT.ckpt.pt (0: never)
     resume: str = ''          #: '' | 'auto' (OUT.ckpt.pt if present) | a checkpoint path
@@ -229,13 +229,18 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     return model, metrics
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per :class:`SegmenterConfig` field, its ``#:`` comment as help."""
+    p = argparse.ArgumentParser(prog='python -m sim_training.train_segmenter',
+                                description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_flags(p, SegmenterConfig)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: one flag per :class:`SegmenterConfig` field."""
-    p = argparse.ArgumentParser(prog='python -m sim_training.train_segmenter',
-                                description=__doc__.split('\n\n')[0])
-    defaults = SegmenterConfig()
-    for name, value in asdict(defaults).items():
-        p.add_argument('--' + name.replace('_', '-'), type=type(value), default=value)
+    p = build_parser()
     args = p.parse_args(argv)
     cfg = SegmenterConfig(**vars(args))
     if not cfg.data and not cfg.synthetic:
