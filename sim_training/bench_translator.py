@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from sim_training.data import synthetic_frames
-from sim_training.train_translator import PRESETS, TranslatorConfig, TranslatorTrainer
+from sim_training.translator.config import PRESETS, TranslatorConfig
+from sim_training.translator.trainer import TranslatorTrainer
 from vr_goggles.models.segmenter import SegmentationNet
 
 
@@ -80,23 +81,32 @@ def summarize(runs: list[dict], base: str) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (every flag with its help)."""
     p = argparse.ArgumentParser(prog='python -m sim_training.bench_translator',
                                 description=__doc__.split('\n\n')[0])
-    p.add_argument('--presets', nargs='+', default=['cyclegan', 'cycada', 'vr_goggles'])
-    p.add_argument('--rounds', type=int, default=10)
-    p.add_argument('--steps', type=int, default=5)
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--precision', default='fp32')
-    p.add_argument('--size', type=int, default=64)
-    p.add_argument('--ngf', type=int, default=16)
-    p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--presets', nargs='+', default=['cyclegan', 'cycada', 'vr_goggles'],
+                   help='presets to time; ratios are to the first (default all three)')
+    p.add_argument('--rounds', type=int, default=10,
+                   help='interleaved rounds over the presets (default 10)')
+    p.add_argument('--steps', type=int, default=5,
+                   help='timed steps of each preset per round (default 5)')
+    p.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
+    p.add_argument('--precision', default='fp32', help='fp32, bf16 or fp16 (default fp32)')
+    p.add_argument('--size', type=int, default=64, help='square frame size (default 64)')
+    p.add_argument('--ngf', type=int, default=16, help='generator width (default 16)')
+    p.add_argument('--batch-size', type=int, default=1,
+                   help='frames per domain per step (default 1)')
     p.add_argument('--repeats', type=int, default=1,
                    help='independent runs (fresh trainers); the median ratio is reported')
     p.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
-    p.add_argument('--json', default='')
-    args = p.parse_args(argv)
+    p.add_argument('--json', default='', help='write the result here')
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = {'precision': args.precision, 'size': args.size, 'ngf': args.ngf,
                  'batch_size': args.batch_size, 'threads': args.threads, 'device': args.device}

@@ -1,7 +1,13 @@
 """Translator training objectives: one pure function per term (CycleGAN, CyCADA, VR-Goggles).
 
-Weights are applied by the caller from named config fields; nothing here
-gates or scales a term on its own.
+Two layers. The primitives (``lsgan_*``, ``cycle_loss``, ``semantic_loss``, ``shift_residual``
+...) are the textbook losses of one network output. The *terms* at the end (``adversarial``,
+``cycle``, ``identity``, ``selfreg``, ``semantic_*``, ``feature_adversarial``, ``shift``) are
+the objective's summands as the papers write them, both translation directions in one call;
+:data:`sim_training.translator.objective.TERMS` pairs each with its weight, and feeds each
+parameter by name from the step's network outputs (``fake_sim = G(x_real)``, ``rec_sim =
+G(F(x_sim))``, ``seg_fake_sim = S(G(x_real))``, ... see that module). Weights are applied by
+the caller from named config fields; nothing here gates or scales a term on its own.
 
 Shapes: images ``(N, 3, H, W)`` in [-1, 1]; discriminator scores ``(N, 1, h, w)``; segmenter
 logits ``(N, K, H, W)``; labels ``(N, H, W)`` int64 class ids.
@@ -45,17 +51,6 @@ def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Te
 def identity_loss(same_domain_output: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """Identity term of CycleGAN, ``|G(y) - y|_1`` for ``y`` already in G's target domain."""
     return F.l1_loss(same_domain_output, original)
-
-
-def paired_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Randomised-to-canonical term of RCAN (James et al. 2019), ``|G(x_dr) - x_sim|_1``.
-
-    ``x_dr`` and ``x_sim`` are the same simulator state rendered with a domain-randomised look
-    and with the sim look (pixel-aligned: same pose, same geometry), so G gets dense
-    supervision on *what* to keep (every object where it is) across looks it has never
-    seen, which the unpaired terms alone do not give it.
-    """
-    return F.l1_loss(output, target)
 
 
 def self_regularization(output: torch.Tensor, source: torch.Tensor, *,
@@ -103,40 +98,6 @@ def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, *,
     return F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index)
 
 
-def class_color_loss(image: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, *,
-                     min_pixels: int = 4, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Per-class appearance: ``|mean colour of image over class c - targets[c]|_1``.
-
-    ``labels`` ``(N, H, W)`` (``ignore_index`` skipped), ``targets`` ``(K, 3)`` the target
-    domain's mean colour of each class in the network range (NaN rows: class never seen). The
-    mean is over the (image, class) pairs with at least ``min_pixels`` pixels, so a small chair
-    weighs as much as the floor. The segmenter-judged semantic term accepts a chair of any
-    colour, while the sim policy only ever saw the sim ones. Returns 0 (with a graph) when no
-    pair qualifies.
-    """
-    k = targets.shape[0]
-    onehot = (labels[:, None] == torch.arange(k, device=labels.device)[None, :, None, None])
-    mask = onehot.to(image.dtype)                                   # (N, K, H, W)
-    counts = mask.sum((2, 3))                                       # (N, K)
-    means = torch.einsum('nchw,nkhw->nkc', image, mask) / counts.clamp(min=1)[..., None]
-    valid = (counts >= min_pixels) & torch.isfinite(targets).all(1)[None]
-    if not bool(valid.any()):
-        return image.sum() * 0.0
-    diff = (means - torch.nan_to_num(targets)[None].to(image.dtype)).abs().mean(-1)
-    return diff[valid].mean()
-
-
-def task_consistency(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Task-network consistency ``|phi(G(x)) - phi(x)|_1`` in a frozen policy's feature space.
-
-    CyCADA's semantic consistency judged by the downstream task network itself: ``phi`` is the
-    sim policy's encoder, so the translator is asked to keep what the policy looks at (a chair
-    a few pixels wide weighs little in any pixel loss). ``reference`` = ``phi`` of the
-    untranslated sim frame; it carries no gradient.
-    """
-    return F.l1_loss(features, reference.detach())
-
-
 def shift_loss(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, i: int, j: int,
                y: torch.Tensor | None = None) -> torch.Tensor:
     """VR-Goggles shift loss ``|T_ij(G(x)) - G(T_ij(x))|_2^2`` on the overlap region.
@@ -160,3 +121,68 @@ def shift_residual(y: torch.Tensor, y_of_shifted: torch.Tensor, i: int, j: int) 
     """
     a, b = overlap_pair(y, y_of_shifted, i, j)
     return F.mse_loss(a.float(), b.float())
+
+
+# --- the objective's terms (both directions each; parameters named after the step's outputs)
+def adversarial(d_sim_fake: torch.Tensor, d_real_fake: torch.Tensor, gen_target: float
+                ) -> torch.Tensor:
+    """GAN term (LSGAN): ``lsgan(D_sim(G(x_r))) + lsgan(D_real(F(x_s)))``, to ``gen_target``."""
+    return (lsgan_g_loss(d_sim_fake, target=gen_target)
+            + lsgan_g_loss(d_real_fake, target=gen_target))
+
+
+def cycle(rec_real: torch.Tensor, x_real: torch.Tensor, rec_sim: torch.Tensor,
+          x_sim: torch.Tensor) -> torch.Tensor:
+    """Cycle consistency (CycleGAN): ``|F(G(x_r)) - x_r|_1 + |G(F(x_s)) - x_s|_1``."""
+    return cycle_loss(rec_real, x_real) + cycle_loss(rec_sim, x_sim)
+
+
+def identity(idt_sim: torch.Tensor, x_sim: torch.Tensor, idt_real: torch.Tensor,
+             x_real: torch.Tensor) -> torch.Tensor:
+    """Identity term (CycleGAN): ``|G(x_s) - x_s|_1 + |F(x_r) - x_r|_1``."""
+    return identity_loss(idt_sim, x_sim) + identity_loss(idt_real, x_real)
+
+
+def selfreg(fake_sim: torch.Tensor, x_real: torch.Tensor, fake_real: torch.Tensor,
+            x_sim: torch.Tensor, selfreg_space: str) -> torch.Tensor:
+    """Self-regularisation (SimGAN): ``|psi(G(x_r)) - psi(x_r)| + |psi(F(x_s)) - psi(x_s)|``."""
+    return (self_regularization(fake_sim, x_real, space=selfreg_space)
+            + self_regularization(fake_real, x_sim, space=selfreg_space))
+
+
+def semantic_sim(seg_fake_real: torch.Tensor, y_sim: torch.Tensor,
+                 class_weight: torch.Tensor | None) -> torch.Tensor:
+    """Sim-side semantic consistency (CyCADA): ``CE(S(F(x_s)), y_s)``, the simulator's labels."""
+    return semantic_loss(seg_fake_real, y_sim, weight=class_weight)
+
+
+def semantic_real(seg_fake_sim: torch.Tensor, pseudo: torch.Tensor,
+                  class_weight: torch.Tensor | None) -> torch.Tensor:
+    """Real-side semantic consistency (CyCADA): ``CE(S(G(x_r)), pseudo(x_r))``, pseudo-labels."""
+    return semantic_loss(seg_fake_sim, pseudo, weight=class_weight)
+
+
+def semantic_cycle(seg_rec_sim: torch.Tensor, y_sim: torch.Tensor,
+                   class_weight: torch.Tensor | None) -> torch.Tensor:
+    """Semantic cycle: ``CE(S(G(F(x_s))), y_s)``, the true labels reach G on fake-real input."""
+    return semantic_loss(seg_rec_sim, y_sim, weight=class_weight)
+
+
+def feature_adversarial(d_feat_fake: torch.Tensor, gen_target: float) -> torch.Tensor:
+    """Feature-level GAN term (CyCADA): ``lsgan(D_feat(S.features(G(x_r))))``."""
+    return lsgan_g_loss(d_feat_fake, target=gen_target)
+
+
+def shift(fake_sim: torch.Tensor, shifted_fake_sim: torch.Tensor | None,
+          fake_real: torch.Tensor, shifted_fake_real: torch.Tensor | None,
+          offset: tuple[int, int]) -> torch.Tensor:
+    """Shift loss (VR-Goggles) of both generators for the step's draw ``offset = (i, j)``.
+
+    ``|T_ij(G(x_r)) - G(T_ij(x_r))|^2 + |T_ij(F(x_s)) - F(T_ij(x_s))|^2`` on the overlap;
+    ``(0, 0)`` (T is the identity) gives exactly 0, still part of the graph.
+    """
+    i, j = offset
+    if (i, j) == (0, 0):
+        return fake_sim.sum() * 0.0
+    return (shift_residual(fake_sim, shifted_fake_sim, i, j)
+            + shift_residual(fake_real, shifted_fake_real, i, j))

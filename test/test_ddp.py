@@ -25,7 +25,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{out_dir}/rendezvous', rank=rank,
                             world_size=world)
-    from sim_training.train_translator import PRESETS, TranslatorConfig, train
+    from sim_training.translator import PRESETS, TranslatorConfig, train
     from vr_goggles.models.segmenter import SegmentationNet
 
     torch.manual_seed(0)

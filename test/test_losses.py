@@ -101,26 +101,29 @@ class _Stride2(nn.Module):
         return F.interpolate(self.down(x), scale_factor=2.0, mode='nearest')
 
 
-def test_class_color_loss_known_values():
-    """Mean colour per (image, class) against the targets; small, ignored and unknown skipped."""
-    img = torch.zeros(1, 3, 4, 4)
-    img[:, :, :2] = 0.5                       # top half: class 1, colour 0.5
-    img[:, 0, 2:] = -1.0                      # bottom half: class 2, colour (-1, 0, 0)
-    labels = torch.ones(1, 4, 4, dtype=torch.long)
-    labels[:, 2:] = 2
-    labels[0, 3, 3] = L.IGNORE_INDEX          # an ignored pixel changes nothing
-    img[0, :, 3, 3] = 9.0
-    targets = torch.tensor([[float('nan')] * 3, [0.5, 0.5, 0.5], [0.0, 0.0, 0.0],
-                            [1.0, 1.0, 1.0]])
-    # class 1 matches (0); class 2 is off by (1, 0, 0) -> 1/3; class 3 absent; mean 1/6
-    assert float(L.class_color_loss(img, labels, targets)) == pytest.approx(1 / 6)
-    # with 8 required pixels, class 2 (7 pixels) no longer counts
-    assert float(L.class_color_loss(img, labels, targets, min_pixels=8)) == pytest.approx(0.0)
-    # a class whose target is unknown (NaN) never counts; no qualifying pair -> a zero with grad
-    x = img.clone().requires_grad_(True)
-    zero = L.class_color_loss(x, torch.zeros(1, 4, 4, dtype=torch.long), targets)
-    zero.backward()
-    assert float(zero) == 0.0 and x.grad is not None
+def test_objective_terms_known_values():
+    """Each paper term sums its primitive over both translation directions."""
+    zero, half = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    one = torch.ones(1, 3, 4, 4)
+    # LSGAN to target 1: D says 0 on one side (1.0), 0.5 on the other (0.25)
+    assert float(L.adversarial(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5),
+                               gen_target=1.0)) == pytest.approx(1.25)
+    assert float(L.feature_adversarial(torch.zeros(1, 1, 2, 2), gen_target=0.5)) == \
+        pytest.approx(0.25)
+    # |rec_real - x_real| = 0.5, |rec_sim - x_sim| = 1
+    assert float(L.cycle(half, zero, one, zero)) == pytest.approx(1.5)
+    assert float(L.identity(zero, zero, half, one)) == pytest.approx(0.5)
+    assert float(L.selfreg(half, zero, zero, one, 'pixel')) == pytest.approx(1.5)
+    logits = torch.zeros(1, 3, 1, 2)
+    logits[0, 1] = 10.0                                   # confidently class 1 everywhere
+    right, wrong = torch.ones(1, 1, 2, dtype=torch.long), torch.zeros(1, 1, 2, dtype=torch.long)
+    for term in (L.semantic_sim, L.semantic_real, L.semantic_cycle):
+        assert float(term(logits, right, None)) == pytest.approx(0.0, abs=1e-4)
+        assert float(term(logits, wrong, None)) == pytest.approx(
+            float(L.semantic_loss(logits, wrong)))
+    weight = torch.tensor([1.0, 3.0, 1.0])
+    assert float(L.semantic_real(logits, wrong, weight)) == pytest.approx(
+        float(L.semantic_loss(logits, wrong, weight=weight)))
 
 
 def test_shift_loss_zero_for_equivariant_maps_positive_for_stride2():

@@ -10,13 +10,8 @@ import torch
 
 from sim_training import eval_translator
 from sim_training.data import FrameSet, load_source, synthetic_frames
-from sim_training.train_translator import (
-    PRESETS,
-    TranslatorConfig,
-    TranslatorTrainer,
-    config_from_args,
-    train,
-)
+from sim_training.train_translator import config_from_args
+from sim_training.translator import PRESETS, TranslatorConfig, TranslatorTrainer, train
 from vr_goggles.models.segmenter import SegmentationNet
 
 torch.set_num_threads(1)
@@ -52,8 +47,7 @@ def test_resume_gives_bit_identical_next_step(tmp_path):
     cfg = TranslatorConfig(**{**TINY, **PRESETS['vr_goggles'], 'preset': 'vr_goggles',
                               'size': 32,
                               'steps': 10, 'pool_size': 2, 'warmup_steps': 2,
-                              'pseudo_threshold': 0.0, 'pseudo_refresh_every': 2,
-                              'pseudo_start_step': 3,
+                              'pseudo_threshold': 0.0, 'pseudo_start_step': 3,
                               'lambda_feat_adv': 0.5, 'lambda_selfreg': 0.5,
                               'g_steps_per_d': 2})
     a = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
@@ -134,7 +128,7 @@ def _save_labeller(labeller, tmp_path):
 
 def test_class_weights_parse_and_reject():
     """'chair=4,object=2' -> one weight per class; unknown names and negatives refused."""
-    from sim_training.train_translator import class_weights
+    from sim_training.translator.config import class_weights
     from vr_goggles.image.semantics import CLASS_NAMES
 
     assert class_weights('') is None
@@ -160,12 +154,12 @@ def test_pseudo_segmenter_labels_the_real_side(tmp_path):
     path = _save_labeller(labeller, tmp_path)
     sim, real = _frames()
     cfg = TranslatorConfig(**{**TINY, **PRESETS['cycada'], 'preset': 'cycada',
-                              'pseudo_refresh_every': 0, 'pseudo_start_step': 0,
+                              'pseudo_start_step': 0,
                               'pseudo_segmenter': str(path), 'sem_class_weights': 'chair=3'})
     tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
     assert tr.labeller is not tr.seg
     x_r = torch.rand(2, 3, 16, 16) * 2 - 1
-    assert (tr._pseudo(x_r) == 4).all()
+    assert (tr.pseudo_labels(x_r) == 4).all()
     assert tr.sem_weight.tolist()[4] == 3.0
     x_s = torch.rand(2, 3, 16, 16) * 2 - 1
     y_s = torch.randint(0, NUM_CLASSES, (2, 16, 16))
@@ -177,32 +171,6 @@ def test_pseudo_segmenter_labels_the_real_side(tmp_path):
     default = TranslatorTrainer(TranslatorConfig(**{**cfg.__dict__, 'pseudo_segmenter': ''}),
                                 sim=sim, real=real, segmenter=_seg())
     assert default.labeller is default.seg
-
-
-def test_pseudo_ignore_drops_a_class_from_the_real_side_labels(tmp_path):
-    """--pseudo-ignore chair: the labeller's chair pixels are ignored, the rest kept."""
-    from sim_training import losses as L
-    from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES
-
-    path = _save_labeller(SegmentationNet(width=4), tmp_path)   # replaced below
-    sim, real = _frames()
-    base = {**TINY, **PRESETS['cycada'], 'preset': 'cycada', 'pseudo_segmenter': str(path)}
-    chair, wall = CLASS_NAMES.index('chair'), CLASS_NAMES.index('wall')
-    logits = torch.zeros(2, NUM_CLASSES, 16, 16)   # confidently chair left, wall right
-    logits[:, wall] = 50.0
-    logits[:, wall, :, :8] = 0.0
-    logits[:, chair, :, :8] = 50.0
-    x_r = torch.rand(2, 3, 16, 16) * 2 - 1
-    for ignore, left in (('', chair), ('chair', L.IGNORE_INDEX), ('object, chair',
-                                                                  L.IGNORE_INDEX)):
-        tr = TranslatorTrainer(TranslatorConfig(**{**base, 'pseudo_ignore': ignore}),
-                               sim=sim, real=real, segmenter=_seg())
-        tr.labeller = lambda x: logits
-        got = tr._pseudo(x_r)
-        assert (got[:, :, :8] == left).all() and (got[:, :, 8:] == wall).all()
-    for bad in ('chiar', 'chair=1'):
-        with pytest.raises(ValueError, match='pseudo_ignore'):
-            TranslatorConfig(pseudo_ignore=bad).resolved()
 
 
 def test_batched_generator_step_equals_separate_calls():
@@ -228,7 +196,7 @@ def test_batched_generator_step_equals_separate_calls():
             'identity': L.identity_loss(G(x_s), x_s) + L.identity_loss(F_(x_r), x_r),
             'shift': L.shift_loss(G, x_r, i, j) + L.shift_loss(F_, x_s, i, j),
             'sem_sim': L.semantic_loss(S(F_(x_s)), y_s, weight=tr.sem_weight),
-            'sem_real': L.semantic_loss(S(G(x_r)), tr._pseudo(x_r), weight=tr.sem_weight),
+            'sem_real': L.semantic_loss(S(G(x_r)), tr.pseudo_labels(x_r), weight=tr.sem_weight),
             'sem_cycle': L.semantic_loss(S(G(F_(x_s))), y_s, weight=tr.sem_weight),
         }
         assert torch.allclose(fake_s, G(x_r), atol=1e-5)
@@ -237,61 +205,16 @@ def test_batched_generator_step_equals_separate_calls():
         assert float(terms[name].detach()) == pytest.approx(float(value), rel=1e-4, abs=1e-7)
 
 
-def test_task_consistency_term_uses_the_frozen_policy_encoder(tmp_path):
-    """The task term is |phi(G(F(x_s))) - phi(x_s)| + |phi(G(x_s)) - phi(x_s)|, phi stacked."""
-    from sim_training import losses as L
-    from sim_training.train_translator import load_task_features
-    from vr_goggles.models.actor import NavActor
-    from vr_goggles.weights import ModelCard, WeightsError, save
-
-    torch.manual_seed(3)
-    kwargs = {'in_channels': 6, 'input_size': [40, 40], 'channels': [4, 4, 4],
-              'features_dim': 8, 'n_actions': 3}
-    actor = NavActor(**kwargs)
-    save(tmp_path / 'pol', actor.state_dict(), ModelCard(
-        name='pol', architecture='NavActor', kwargs=kwargs, input_size=[40, 40],
-        task='test policy', training_command='', metrics={}, extra={'frame_stack': 2}))
-    # the Nature-CNN encoder needs >= 36 pixels
-    sim, real = (synthetic_frames(4, (40, 40), domain=d, seed=k)
-                 for k, d in enumerate(('sim', 'real')))
-    cfg = TranslatorConfig(**{**TINY, **PRESETS['cyclegan'], 'preset': 'cyclegan',
-                              'size': 40, 'warmup_steps': 0, 'lambda_adv': 0.0, 'lambda_task': 2.0,
-                              'task_policy': str(tmp_path / 'pol')})
-    tr = TranslatorTrainer(cfg, sim=sim, real=real)
-    assert not any(p.requires_grad for p in tr.task.parameters())
-    x_s = torch.rand(2, 3, 40, 40) * 2 - 1
-    x_r = torch.rand(2, 3, 40, 40) * 2 - 1
-    total, terms, _, fake_r = tr.generator_losses(x_s, None, x_r)
-    phi = actor.features   # the same weights, applied by hand to the frame stacked twice
-    with torch.no_grad():
-        ref = phi(torch.cat([x_s, x_s], 1))
-        rec, idt = tr.G(fake_r), tr.G(x_s)
-        want = ((phi(torch.cat([rec, rec], 1)) - ref).abs().mean()
-                + (phi(torch.cat([idt, idt], 1)) - ref).abs().mean())
-    assert float(terms['task'].detach()) == pytest.approx(float(want), rel=1e-5)
-    assert float(terms['task'].detach()) > 0
-    assert float(total.detach()) == pytest.approx(float((
-        cfg.lambda_cycle * terms['cycle'] + cfg.lambda_identity * terms['identity']
-        + 2.0 * terms['task']).detach()), rel=1e-5)
-    assert float(L.task_consistency(ref, ref)) == 0.0
-    total.backward()   # reaches G through the frozen encoder
-    assert all(p.grad is not None for p in tr.G.parameters())
-    with pytest.raises(ValueError, match='task-policy'):
-        TranslatorConfig(lambda_task=1.0).resolved()
-    save(tmp_path / 'seg', _seg().state_dict(), ModelCard(
-        name='seg', architecture='SegmentationNet', kwargs={'width': 4},
-        input_size=[16, 16], task='', training_command='', metrics={}, extra={}))
-    with pytest.raises(WeightsError, match='NavActor'):
-        load_task_features(str(tmp_path / 'seg'))
-
-
 def test_presets_and_flag_overrides():
     """Presets and flag overrides."""
     cfg = config_from_args(['--preset', 'vr_goggles', '--lambda-shift', '3', '--no-flip'])
     assert cfg.lambda_shift == 3.0 and cfg.lambda_sem_real == 1.0 and cfg.flip is False
     assert cfg.pseudo_segmenter == 'segmenter_dr' and cfg.pseudo_refresh_every == 0
-    old = config_from_args(['--preset', 'vr_goggles', '--pseudo-refresh-every', '250'])
-    assert old.pseudo_refresh_every == 250 and old.sem_class_weights == 'chair=5,object=2'
+    assert cfg.sem_class_weights == 'chair=5,object=2'
+    # the shipped card's --pseudo-refresh-every 0 still parses; the removed recipe is refused
+    assert config_from_args(['--pseudo-refresh-every', '0']).pseudo_refresh_every == 0
+    with pytest.raises(ValueError, match='translator_history.md'):
+        config_from_args(['--preset', 'vr_goggles', '--pseudo-refresh-every', '250'])
     assert cfg.decay_steps == cfg.steps // 2
     cg = config_from_args([])
     assert cg.preset == 'cyclegan' and cg.lambda_shift == 0 and cg.lambda_sem_sim == 0
@@ -329,28 +252,6 @@ def test_export_card_and_eval_translator(tmp_path):
         'shift_error'] == m['shift_error']
 
 
-def test_export_sim2real_writes_f_not_g(tmp_path):
-    """--export-sim2real: F (sim->real) with a card that says so; G's export is unchanged."""
-    from vr_goggles.goggles import Goggles
-    from vr_goggles.image.preprocess import normalize
-
-    sim, real = _frames()
-    tr = TranslatorTrainer(TranslatorConfig(**{**TINY, 'steps': 2}), sim=sim, real=real)
-    tr.train_step()
-    tr.export(tmp_path / 'f', command='pytest', sim2real=True)
-    tr.export(tmp_path / 'g', command='pytest')
-    card = json.loads((tmp_path / 'f.json').read_text())
-    assert card['extra']['direction'] == 'sim->real' and 'sim->real' in card['task']
-    assert 'direction' not in json.loads((tmp_path / 'g.json').read_text())['extra']
-    x = sim.images[:2]
-    with torch.no_grad():
-        want_f = tr.F(torch.from_numpy(normalize(x))).numpy()
-        want_g = tr.G(torch.from_numpy(normalize(x))).numpy()
-    for name, want in (('f', want_f), ('g', want_g)):
-        got = Goggles.from_model(tmp_path / name, engine='torch').run(normalize(x))
-        np.testing.assert_allclose(got, want, atol=1e-5)
-
-
 def test_load_source_export_layout(tmp_path):
     """Load source export layout."""
     import cv2
@@ -365,21 +266,6 @@ def test_load_source_export_layout(tmp_path):
     assert fs.images.shape == (3, 16, 16, 3) and fs.labels.shape == (3, 16, 16)
     assert set(np.unique(fs.labels)) <= set(np.unique(frames.labels))
     assert load_source(str(tmp_path), (16, 16), labels='eval').labels is None
-    with pytest.raises(ValueError, match='--targets sim'):
-        load_source(str(tmp_path), (16, 16), targets=True)
-    (tmp_path / 'targets').mkdir()
-    for k, im in enumerate(frames.images[:2]):
-        cv2.imwrite(str(tmp_path / 'targets' / f'{k:06d}.png'), 255 - im[:, :, ::-1])
-    with pytest.raises(ValueError, match='000002.png: missing target'):
-        load_source(str(tmp_path), (16, 16), targets=True)
-    pairs = load_source(str(tmp_path), (16, 16), targets=True, max_frames=2)
-    assert np.array_equal(pairs.targets, 255 - pairs.images)  # same resize, pixel-aligned
-    from sim_training.train_translator import load_paired
-
-    cfg = TranslatorConfig(**{**TINY, 'synthetic': 0, 'paired': str(tmp_path),
-                              'lambda_paired': 1.0, 'max_frames': 2})
-    assert np.array_equal(load_paired(cfg).targets, pairs.targets)
-    assert load_paired(TranslatorConfig(**TINY)) is None
 
 
 @pytest.mark.parametrize('fmt,compressed', [('mcap', False), ('ros1', False), ('mcap', True)])
@@ -406,7 +292,7 @@ def test_load_source_reads_bags(tmp_path, fmt, compressed):
 
 def test_bf16_warning_only_where_bf16_is_emulated():
     """bf16 on a CPU without native kernels is named as slow; fp32 and CUDA are never warned."""
-    from sim_training.train_translator import bf16_warning
+    from sim_training.translator.trainer import bf16_warning
 
     assert bf16_warning(TranslatorConfig(precision='fp32')) == ''
     assert bf16_warning(TranslatorConfig(precision='bf16', device='cuda')) == ''
@@ -497,179 +383,6 @@ def test_sampler_draws_the_same_images_with_or_without_labels():
                           crop_pad=4).sample(8)
     assert y0 is None and torch.equal(x, x0)
     assert y.dtype == torch.long and torch.equal(y, ((x[:, 0] + 1) * 127.5).round().long())
-
-
-def test_pair_sampler_crops_and_flips_image_and_target_together():
-    """Paired frames get one augmentation: with target == image the two outputs are equal."""
-    from sim_training.data import FrameSampler, synthetic_pairs
-
-    frames = synthetic_frames(5, (16, 16), domain='real', seed=3)
-    same = FrameSet(frames.images, None, 'same', frames.images.copy())
-    x, t = FrameSampler(same, seed=0, flip=True, crop_pad=4).sample_pairs(32)
-    assert x.shape == t.shape == (32, 3, 16, 16) and torch.equal(x, t)
-    pairs = synthetic_pairs(4, (16, 16), seed=0)
-    assert pairs.targets.shape == pairs.images.shape
-    assert np.array_equal(pairs.targets, synthetic_frames(4, (16, 16), domain='sim').images)
-    with pytest.raises(ValueError, match='no targets'):
-        FrameSampler(frames, seed=0).sample_pairs(1)
-
-
-def test_paired_term_is_l1_of_g_on_the_randomised_frame_against_its_sim_frame():
-    """The paired term is |G(x_dr) - x_sim|_1, weighted by lambda_paired alone."""
-    from sim_training.data import synthetic_pairs
-
-    sim, real = _frames()
-    paired = synthetic_pairs(6, (16, 16), seed=2)
-    cfg = TranslatorConfig(**{**TINY, **PRESETS['cyclegan'], 'preset': 'cyclegan',
-                              'lambda_adv': 0.0, 'lambda_cycle': 0.0, 'lambda_identity': 0.0,
-                              'lambda_paired': 2.5})
-    tr = TranslatorTrainer(cfg, sim=sim, real=real, paired=paired)
-    torch.manual_seed(0)
-    x_s, x_r = (torch.rand(2, 3, 16, 16) * 2 - 1 for _ in range(2))
-    x_p, t_p = tr.next_pair()
-    total, terms, _, _ = tr.generator_losses(x_s, None, x_r, (x_p, t_p))
-    with torch.no_grad():
-        want = (tr.G(x_p) - t_p).abs().mean()
-    assert float(terms['paired'].detach()) == pytest.approx(float(want), rel=1e-5)
-    assert float(total.detach()) == pytest.approx(2.5 * float(want), rel=1e-5)
-    with pytest.raises(ValueError, match='pair='):
-        tr.generator_losses(x_s, None, x_r)
-    with pytest.raises(ValueError, match='--paired'):
-        TranslatorConfig(**{**TINY, 'synthetic': 0, 'lambda_paired': 1.0}).resolved()
-    with pytest.raises(ValueError, match='paired frames with targets'):
-        TranslatorTrainer(cfg, sim=sim, real=real, paired=sim)
-
-
-def test_paired_training_lowers_the_paired_loss_and_resumes_exactly(tmp_path):
-    """Learning the sim look of aligned pairs works, and the pair stream is in the checkpoint."""
-    base = ['--synthetic', '6', '--size', '16', '--ngf', '4', '--n-blocks', '1', '--ndf', '4',
-            '--d-layers', '2', '--decay-steps', '0', '--no-progress', '--ckpt-every', '3',
-            '--preset', 'cyclegan', '--lambda-paired', '10', '--lr', '0.002',
-            '--batch-size', '2']
-    full = train(config_from_args(base + ['--steps', '6', '--out', str(tmp_path / 'a')]))
-    train(config_from_args(base + ['--steps', '3', '--out', str(tmp_path / 'b')]))
-    resumed = train(config_from_args(base + ['--steps', '6', '--out', str(tmp_path / 'b'),
-                                             '--resume', 'auto']))
-    for v1, v2 in zip(full.G.state_dict().values(), resumed.G.state_dict().values()):
-        assert torch.equal(v1, v2)
-    cfg = TranslatorConfig(**{**TINY, **PRESETS['cyclegan'], 'preset': 'cyclegan',
-                              'lambda_paired': 10.0, 'lr': 2e-3, 'batch_size': 2})
-    sim, real = _frames()
-    from sim_training.data import synthetic_pairs
-
-    tr = TranslatorTrainer(cfg, sim=sim, real=real, paired=synthetic_pairs(6, (16, 16)))
-    losses = [tr.train_step()['paired'] for _ in range(60)]
-    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
-
-
-def test_ema_export_is_the_moving_average_of_g_and_resumes_exactly(tmp_path):
-    """--ema-decay d: exported G = EMA of G's weights from ema_start_step (copy, then d-mix)."""
-    from vr_goggles.weights import load
-    sim, real = _frames()
-    cfg = TranslatorConfig(**{**TINY, 'steps': 6, 'ema_decay': 0.75, 'ema_start_step': 2,
-                              'pool_size': 2})
-    tr = TranslatorTrainer(cfg, sim=sim, real=real)
-    want = None
-    for step in range(1, 7):
-        tr.train_step()
-        g = {k: v.detach().clone().double() for k, v in tr.G.state_dict().items()}
-        if step == 3:  # first step after ema_start_step: a copy of G
-            want = g
-        elif step > 3:
-            want = {k: 0.75 * want[k] + 0.25 * g[k] for k in g}
-        if step == 2:  # not started yet: G itself is exported
-            assert tr.shipped_generator() is tr.G
-        if step == 4:
-            tr.save_checkpoint(tmp_path / 'ck.pt')
-    state, _ = load(tr.export(tmp_path / 'g_ema').with_suffix(''))
-    for k, v in want.items():
-        np.testing.assert_allclose(state[k], v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
-    k = next(iter(want))
-    assert not np.allclose(state[k], tr.G.state_dict()[k].numpy())  # not just the last G
-    b = TranslatorTrainer(cfg, sim=sim, real=real)
-    b.load_checkpoint(tmp_path / 'ck.pt')
-    for _ in range(2):
-        b.train_step()
-    for k, v in tr.shipped_generator().state_dict().items():
-        assert torch.equal(v, b.shipped_generator().state_dict()[k]), k
-    with pytest.raises(ValueError, match='ema_decay'):
-        TranslatorConfig(ema_decay=1.0).resolved()
-
-
-def test_ema_snapshots_hold_the_average_and_the_raw_generator(tmp_path):
-    """With --ema-decay every snapshot is the EMA, and step_N_raw is G itself."""
-    from vr_goggles.weights import load
-    tr = train(config_from_args(
-        ['--synthetic', '6', '--size', '16', '--ngf', '4', '--n-blocks', '1', '--ndf', '4',
-         '--d-layers', '2', '--no-progress', '--steps', '4', '--snapshot-every', '2',
-         '--ema-decay', '0.5', '--ema-start-step', '2', '--out', str(tmp_path / 'r')]))
-    snaps = tmp_path / 'r' / 'snapshots'
-    # at step 2 the EMA has not started: that snapshot is G, with no _raw twin
-    assert sorted(p.stem for p in snaps.glob('*.safetensors')) == [
-        'step_000002', 'step_000004', 'step_000004_raw']
-    ema, card = load(snaps / 'step_000004')
-    raw, raw_card = load(snaps / 'step_000004_raw')
-    assert card.extra['ema'] and not raw_card.extra['ema']
-    for k, v in tr.G.state_dict().items():
-        assert np.array_equal(raw[k], v.numpy()), k
-        assert np.array_equal(ema[k], tr.G_ema.module.state_dict()[k].numpy()), k
-    assert any(not np.array_equal(ema[k], raw[k]) for k in raw)
-
-
-def test_ema_added_on_resume_starts_as_a_copy_of_g(tmp_path):
-    """Resuming a run trained without --ema-decay, with it: the EMA starts afresh from G."""
-    sim, real = _frames()
-    base = {**TINY, 'steps': 4, 'pool_size': 2}
-    a = TranslatorTrainer(TranslatorConfig(**base), sim=sim, real=real)
-    a.train_step()
-    a.save_checkpoint(tmp_path / 'ck.pt')
-    b = TranslatorTrainer(TranslatorConfig(**base, ema_decay=0.9), sim=sim, real=real)
-    b.load_checkpoint(tmp_path / 'ck.pt')
-    assert b.shipped_generator() is b.G  # not started yet
-    b.train_step()
-    for k, v in b.G.state_dict().items():
-        assert torch.equal(b.shipped_generator().state_dict()[k], v), k
-
-
-def test_sim_class_colors_are_per_class_means_in_the_network_range():
-    """The class-colour targets: mean normalised colour of each class's sim pixels, NaN if none."""
-    from sim_training.train_translator import sim_class_colors
-
-    img = np.zeros((2, 2, 2, 3), np.uint8)
-    img[0, 0] = 255                      # frame 0, row 0: white  -> +1
-    img[1] = 51                          # frame 1: grey 51       -> -0.6
-    labels = np.full((2, 2, 2), 1, np.uint8)
-    labels[0, 0] = 4                     # the white row is "chair"
-    colors = sim_class_colors(FrameSet(img, labels, 'sim'))
-    assert colors[4] == pytest.approx([1.0] * 3)
-    # class 1: two black pixels (-1) of frame 0 and four grey (-0.6) of frame 1
-    assert colors[1] == pytest.approx([(2 * -1.0 + 4 * -0.6) / 6] * 3, abs=1e-6)
-    assert np.isnan(colors[2]).all() and np.isnan(colors[0]).all()
-
-
-def test_class_color_term_uses_the_real_pseudo_labels_and_sim_colours(tmp_path):
-    """lambda_class_color: the logged term is class_color_loss(G(x_r), pseudo, sim colours)."""
-    from sim_training import losses as L
-    from sim_training.train_translator import sim_class_colors
-
-    sim, real = _frames()
-    cfg = TranslatorConfig(**{**TINY, **PRESETS['cycada'], 'preset': 'cycada',
-                              'pseudo_segmenter': '', 'pseudo_threshold': 0.0,
-                              'lambda_class_color': 2.0})
-    tr = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=_seg())
-    assert torch.allclose(tr.class_colors, torch.from_numpy(sim_class_colors(sim)),
-                          equal_nan=True)
-    x_s, y_s, x_r = tr.next_batch()
-    _, terms, fake_s, _ = tr.generator_losses(x_s, y_s, x_r)
-    want = L.class_color_loss(fake_s.detach(), tr._pseudo(x_r), tr.class_colors)
-    assert float(terms['class_color']) == pytest.approx(float(want), rel=1e-5)
-    with pytest.raises(ValueError, match='lambda_sem_real'):
-        TranslatorConfig(**{**TINY, 'lambda_class_color': 1.0}).resolved()
-    real_side_only = TranslatorConfig(**{**cfg.__dict__, 'lambda_sem_sim': 0.0,
-                                         'lambda_sem_cycle': 0.0})
-    unlabelled = FrameSet(images=sim.images, labels=None, name='nolabels')
-    with pytest.raises(ValueError, match='lambda_class_color > 0 needs sim labels; nolabels'):
-        TranslatorTrainer(real_side_only, sim=unlabelled, real=real, segmenter=_seg())
 
 
 def test_log_every_zero_logs_only_the_last_step_and_negative_intervals_are_refused(tmp_path):
