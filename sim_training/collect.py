@@ -9,9 +9,6 @@ Layout::
     DIR/eval_labels/000000.png     the same for --domain real: evaluation only, never training;
                                    with --hand-labels they go to DIR/labels instead: they then
                                    stand in for camera frames labelled by hand (segmenter_real)
-    DIR/targets/000000.png         --targets sim (with --domain randomized): the same state
-                                   rendered in the sim look, pixel-aligned (the translator's
-                                   paired term); physical randomisation is then off
     DIR/classes.json               vr_goggles.image.semantics.classes_json()
     DIR/meta.json                  domain, seed, n, size, split, command, counts
     DIR/sequences/KKK/000000.png   --trajectories K: K driven paths of --steps T frames
@@ -76,12 +73,8 @@ def _write_png(path: Path, img: np.ndarray) -> None:
 
 
 def collect_frames(env: Any, n: int, out: Path, seed: int, label_dir: str | None,
-                   progress: bool = True, target_env: Any = None) -> int:
-    """Write ``n`` frames (and labels into ``out/label_dir``) from the behaviour policy.
-
-    ``target_env``: a second environment of another look driven in lockstep (same seeds, same
-    actions), whose frames go to ``out/targets``; both must render the same states.
-    """
+                   progress: bool = True) -> int:
+    """Write ``n`` frames (and labels into ``out/label_dir``) from the behaviour policy."""
     from tqdm import tqdm
 
     rng = np.random.default_rng([seed, 1])
@@ -89,36 +82,19 @@ def collect_frames(env: Any, n: int, out: Path, seed: int, label_dir: str | None
     (out / 'images').mkdir(parents=True, exist_ok=True)
     if label_dir:
         (out / label_dir).mkdir(parents=True, exist_ok=True)
-    envs = [env] if target_env is None else [env, target_env]
-    if target_env is not None:
-        (out / 'targets').mkdir(parents=True, exist_ok=True)
-    steps = [e.reset(seed=seed) for e in envs]
+    obs, info = env.reset(seed=seed)
     for i in tqdm(range(n), desc='frames', unit='img', disable=not progress):
-        (obs, info), target = steps[0], steps[-1]
         _write_png(out / 'images' / f'{i:06d}.png', obs)
         if label_dir:
             _write_png(out / label_dir / f'{i:06d}.png', info['labels'])
-        if target_env is not None:
-            _check_same_state(info, target[1], i)
-            _write_png(out / 'targets' / f'{i:06d}.png', target[0])
         for _ in range(int(rng.integers(1, 4))):
             action = policy.act(info)
-            results = [e.step(action) for e in envs]
-            _, _, terminated, truncated, info = results[0]
-            steps = [(r[0], r[4]) for r in results]
+            obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated or rng.random() < 0.01:
                 policy.new_episode()
-                steps = [e.reset() for e in envs]
+                obs, info = env.reset()
                 break
     return n
-
-
-def _check_same_state(a: dict[str, Any], b: dict[str, Any], index: int) -> None:
-    """Paired frames must show the same pose in the same layout."""
-    if (a['layout_seed'] != b['layout_seed'] or not np.allclose(a['agent_pos'], b['agent_pos'])
-            or not np.isclose(a['agent_dir'], b['agent_dir'])):
-        raise RuntimeError(f'frame {index}: the target environment left the source\'s state '
-                           f'(layout {a["layout_seed"]} vs {b["layout_seed"]})')
 
 
 def collect_sequences(env: Any, k: int, steps: int, out: Path, seed: int,
@@ -197,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split('\n', 1)[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 2)[2])
-    p.add_argument('--domain', choices=['sim', 'real', 'randomized'], default='sim')
+    p.add_argument('--domain', choices=['sim', 'real', 'randomized'], default='sim',
+                   help='simulator look: sim, real (the real-world proxy) or randomized '
+                        '(default sim)')
     p.add_argument('--n', type=int, default=1000, help='number of single frames (default 1000)')
     p.add_argument('--out', type=Path, required=True, help='output directory')
     p.add_argument('--seed', type=int, default=0,
@@ -218,10 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--bag', type=Path, default=None,
                    help='write the trajectory frames as a rosbag2 MCAP directory '
                         '(implies --trajectories 1 if none)')
-    p.add_argument('--targets', choices=['sim'], default=None,
-                   help='also render every frame in this look into DIR/targets, '
-                        'pixel-aligned (only with --domain randomized; turns its physical '
-                        'randomisation off)')
     p.add_argument('--no-progress', action='store_true', help='hide the progress bars')
     return p
 
@@ -232,10 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 0 or args.trajectories < 0 or args.steps < 1 or args.size < 8:
         print('error: --n and --trajectories must be >= 0, --steps >= 1, --size >= 8',
               file=sys.stderr)
-        return 2
-    if args.targets is not None and args.domain != 'randomized':
-        # the real domain stands in for the real world, where no aligned sim frame exists
-        print('error: --targets needs --domain randomized', file=sys.stderr)
         return 2
     if args.hand_labels and (args.domain != 'real' or not args.labels):
         print('error: --hand-labels needs --domain real and labels', file=sys.stderr)
@@ -256,14 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.labels:
         label_dir = ('eval_labels' if args.domain == 'real' and not args.hand_labels
                      else 'labels')
-    paired = args.targets is not None
     env = ChairNavEnv(domain=args.domain, obs_size=args.size, labels=args.labels,
-                      split=args.split, physical_randomization=False if paired else None)
-    target_env = (ChairNavEnv(domain=args.targets, obs_size=args.size, split=args.split)
-                  if paired else None)
+                      split=args.split)
     try:
-        n = collect_frames(env, args.n, out, args.seed, label_dir, not args.no_progress,
-                           target_env=target_env)
+        n = collect_frames(env, args.n, out, args.seed, label_dir, not args.no_progress)
         sequences = []
         if args.trajectories:
             seq_env = ChairNavEnv(domain=args.domain, obs_size=args.size, split=args.split)
@@ -274,14 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                 seq_env.close()
     finally:
         env.close()
-        if target_env is not None:
-            target_env.close()
     bag_count = write_bag(args.bag, sequences) if args.bag is not None else 0
 
     (out / 'classes.json').write_text(json.dumps(classes_json(), indent=2), encoding='utf-8')
     meta = {
         'domain': args.domain, 'seed': args.seed, 'n': n, 'size': [args.size, args.size],
-        'split': args.split, 'labels': label_dir, 'targets': args.targets,
+        'split': args.split, 'labels': label_dir,
         'trajectories': args.trajectories,
         'steps': args.steps if args.trajectories else 0,
         'bag': str(args.bag) if args.bag is not None else None, 'bag_messages': bag_count,

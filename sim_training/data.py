@@ -3,9 +3,7 @@
 A source is one of
 - a folder of images (``*.png``, ``*.jpg``...),
 - the collector's export ``DIR`` (``DIR/images`` + ``DIR/labels`` (+ ``DIR/eval_labels``) +
-  ``classes.json``, see docs/DESIGN.md); with ``--targets sim`` also ``DIR/targets``, the
-  same frames rendered in the sim look (pixel-aligned pairs for the translator's paired
-  term),
+  ``classes.json``, see docs/DESIGN.md),
 - a ROS 2 / ROS 1 bag plus an image topic: ``path.mcap:/camera/image_raw`` or the path with a
   separate ``topic`` argument (``sensor_msgs/Image`` or ``CompressedImage``, decoded by
   :mod:`vr_goggles.image.codec`).
@@ -37,16 +35,11 @@ BAG_SUFFIXES = ('.mcap', '.db3', '.bag')
 
 @dataclass
 class FrameSet:
-    """Frames of one domain: ``images`` ``(N, H, W, 3)`` uint8 RGB, ``labels`` ``(N, H, W)``.
-
-    ``targets`` ``(N, H, W, 3)``: optional pixel-aligned counterparts of ``images`` in another
-    look (the sim look of the same simulator state), augmented together with them.
-    """
+    """Frames of one domain: ``images`` ``(N, H, W, 3)`` uint8 RGB, ``labels`` ``(N, H, W)``."""
 
     images: np.ndarray
     labels: np.ndarray | None
     name: str
-    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -84,9 +77,8 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def load_folder(folder: str | os.PathLike, size: tuple[int, int], *,
                 labels_dir: str | os.PathLike | None = None,
-                targets_dir: str | os.PathLike | None = None,
                 max_frames: int | None = None) -> FrameSet:
-    """A folder of images (and optionally folders of same-named label / target PNGs)."""
+    """A folder of images (and optionally a folder of same-named label PNGs)."""
     pre = Preprocessor(size=tuple(size), keep_aspect=True)
     files = list_images(folder)[:max_frames]
     images = np.stack([pre.image(_read_rgb(f)) for f in files])
@@ -100,16 +92,7 @@ def load_folder(folder: str | os.PathLike, size: tuple[int, int], *,
                 raise ValueError(f'{lp}: missing or unreadable label for {f.name}')
             labs.append(resize_labels(lab if lab.ndim == 2 else lab[..., 0], size))
         labels = np.stack(labs).astype(np.uint8)
-    targets = None
-    if targets_dir is not None:
-        tgts = []
-        for f in files:
-            tp = Path(targets_dir) / (f.stem + '.png')
-            if not tp.is_file():
-                raise ValueError(f'{tp}: missing target for {f.name}')
-            tgts.append(pre.image(_read_rgb(tp)))
-        targets = np.stack(tgts)
-    return FrameSet(images, labels, str(folder), targets)
+    return FrameSet(images, labels, str(folder))
 
 
 def split_bag_spec(spec: str, topic: str | None = None) -> tuple[str, str | None]:
@@ -157,12 +140,11 @@ def load_bag(path: str | os.PathLike, topic: str, size: tuple[int, int], *,
 
 
 def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
-                labels: str = 'train', max_frames: int | None = None,
-                targets: bool = False) -> FrameSet:
+                labels: str = 'train', max_frames: int | None = None) -> FrameSet:
     """Load any supported source (see module doc).
 
     ``labels``: ``'train'`` reads ``DIR/labels``, ``'eval'`` reads ``DIR/eval_labels``
-    (evaluation only), ``'none'`` skips. ``targets``: also read ``DIR/targets`` (required).
+    (evaluation only), ``'none'`` skips.
     """
     path, topic = split_bag_spec(str(spec), topic)
     if is_bag(path):
@@ -172,12 +154,6 @@ def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
     p = Path(path)
     if not p.is_dir():
         raise ValueError(f'{p}: not a folder, collector export or bag')
-    if targets:
-        if not (p / 'images').is_dir() or not (p / 'targets').is_dir():
-            raise ValueError(f'{p}: paired frames need images/ and targets/ (made by '
-                             'python -m sim_training.collect --domain randomized --targets sim)')
-        return load_folder(p / 'images', size, targets_dir=p / 'targets',
-                           max_frames=max_frames)
     if (p / 'images').is_dir():
         lab_dir = {'train': p / 'labels', 'eval': p / 'eval_labels'}.get(labels)
         if lab_dir is not None and not lab_dir.is_dir():
@@ -223,7 +199,7 @@ class FrameSampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def _augment(self, *arrays: np.ndarray | None) -> list[np.ndarray | None]:
-        """The same random crop and flip for an image and its aligned label / target."""
+        """The same random crop and flip for an image and its aligned label."""
         g = self.generator
         out = list(arrays)
         if self.crop_pad > 0:
@@ -249,13 +225,6 @@ class FrameSampler:
         imgs, labs = self._draw(n, self.frames.images, self.frames.labels)
         return (torch.from_numpy(normalize(imgs)),
                 None if labs is None else torch.from_numpy(labs).long())
-
-    def sample_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` (image, target) pairs, both float32 ``(n, 3, H, W)`` in [-1, 1]."""
-        if self.frames.targets is None:
-            raise ValueError(f'{self.frames.name}: no targets to pair with')
-        imgs, tgts = self._draw(n, self.frames.images, self.frames.targets)
-        return torch.from_numpy(normalize(imgs)), torch.from_numpy(normalize(tgts))
 
     def state_dict(self) -> dict:
         """RNG state (the frames themselves are reloaded from the source)."""
@@ -299,12 +268,3 @@ def _synthetic_real_look(img: np.ndarray, rng: np.random.Generator) -> np.ndarra
     img = img * np.array([1.1, 0.9, 0.8]) + 15
     img += rng.normal(0, 12, size=img.shape)
     return img + 20 * np.sin(np.arange(img.shape[1]) / 2.0)[None, :, None]
-
-
-def synthetic_pairs(n: int, size: tuple[int, int], *, seed: int = 0) -> FrameSet:
-    """Tiny pixel-aligned pairs for tests: real-look frames with their sim-look ``targets``."""
-    sim = synthetic_frames(n, size, domain='sim', seed=seed)
-    rng = np.random.default_rng([seed, 1])
-    images = np.stack([np.clip(_synthetic_real_look(x.astype(np.float32), rng), 0, 255)
-                       for x in sim.images]).astype(np.uint8)
-    return FrameSet(images, sim.labels, 'synthetic-pairs', sim.images)

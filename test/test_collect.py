@@ -79,36 +79,6 @@ def test_collect_refuses_existing_bag(tmp_path):
                          '--no-progress']) == 2
 
 
-def test_collect_paired_targets_are_the_sim_frames_of_the_same_states(tmp_path):
-    """--targets sim: each target is exactly the sim collector's frame for that seed and index.
-
-    The sim collector drives the same behaviour policy through the same layouts, so its images
-    are the known answer; the randomised frames share their labels (same geometry).
-    """
-    pairs, sim = tmp_path / 'pairs', tmp_path / 'sim'
-    common = ['--n', '8', '--seed', '11', '--size', '32', '--no-progress']
-    assert collect.main(['--domain', 'randomized', '--targets', 'sim', '--out', str(pairs)]
-                        + common) == 0
-    assert collect.main(['--domain', 'sim', '--out', str(sim)] + common) == 0
-    names = sorted(p.name for p in (pairs / 'targets').glob('*.png'))
-    assert names == [f'{i:06d}.png' for i in range(8)]
-    for name in names:
-        assert np.array_equal(read_rgb(pairs / 'targets' / name), read_rgb(sim / 'images' / name))
-        assert np.array_equal(cv2.imread(str(pairs / 'labels' / name), cv2.IMREAD_UNCHANGED),
-                              cv2.imread(str(sim / 'labels' / name), cv2.IMREAD_UNCHANGED))
-        assert not np.array_equal(read_rgb(pairs / 'images' / name),
-                                  read_rgb(sim / 'images' / name))
-    assert json.loads((pairs / 'meta.json').read_text())['targets'] == 'sim'
-
-
-def test_collect_refuses_targets_outside_the_randomized_domain(tmp_path, capsys):
-    """The real-proxy look stands for the real world: no aligned sim frames are made for it."""
-    assert collect.main(['--domain', 'real', '--targets', 'sim', '--n', '2',
-                         '--out', str(tmp_path / 'x'), '--no-progress']) == 2
-    assert '--targets needs --domain randomized' in capsys.readouterr().err
-    assert not (tmp_path / 'x').exists()
-
-
 def test_collect_hand_labels_are_the_eval_labels_made_trainable(tmp_path, capsys):
     """--hand-labels: the same real-proxy frames and labels, in DIR/labels for training."""
     common = ['--domain', 'real', '--n', '3', '--seed', '7', '--no-progress']
@@ -124,29 +94,3 @@ def test_collect_hand_labels_are_the_eval_labels_made_trainable(tmp_path, capsys
     assert collect.main(['--domain', 'sim', '--hand-labels', '--n', '1',
                          '--out', str(tmp_path / 's'), '--no-progress']) == 2
     assert '--hand-labels needs --domain real' in capsys.readouterr().err
-
-
-def test_collect_refuses_a_target_environment_that_leaves_the_source_state(tmp_path):
-    """A target env in another layout is caught at the first frame, before any target PNG."""
-    from sim_training.envs.chair_nav import ChairNavEnv
-
-    class OtherLayout:
-        def __init__(self, env):
-            self.env = env
-
-        def reset(self, seed=None):
-            return self.env.reset(seed=None if seed is None else seed + 1)
-
-        def step(self, action):
-            return self.env.step(action)
-
-    env = ChairNavEnv(domain='randomized', physical_randomization=False, obs_size=16)
-    other = ChairNavEnv(domain='sim', obs_size=16)
-    try:
-        with pytest.raises(RuntimeError, match='frame 0: the target environment left'):
-            collect.collect_frames(env, 3, tmp_path, 5, None, progress=False,
-                                   target_env=OtherLayout(other))
-    finally:
-        env.close()
-        other.close()
-    assert not list((tmp_path / 'targets').glob('*.png'))

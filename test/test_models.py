@@ -20,32 +20,12 @@ torch.set_num_threads(1)
 @pytest.mark.parametrize('upsample', ['transpose', 'resize'])
 def test_generator_shapes(antialias, blur_first, upsample):
     """Generator shapes."""
-    for skip in (False, True):
-        g = ResnetGenerator(ngf=4, n_blocks=1, n_down=2, antialias=antialias,
-                            blur_first=blur_first, upsample=upsample, input_skip=skip)
-        y = g(torch.randn(2, 3, 32, 32))
-        assert y.shape == (2, 3, 32, 32)
-        assert float(y.abs().max()) <= 1.0
-        assert g.stride == 4
-
-
-def test_input_skip_reaches_the_last_conv():
-    """A head that reads only the skipped input's centre tap makes the generator tanh(x).
-
-    The input arrives at the last conv at full resolution, next to the decoder's features.
-    """
-    g = ResnetGenerator(ngf=4, n_blocks=1, n_down=2, input_skip=True)
-    conv = g.head[1]
-    assert conv.in_channels == 4 + 3
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        for c in range(3):
-            conv.weight[c, 4 + c, 3, 3] = 1.0
-    x = torch.rand(2, 3, 16, 24) * 2 - 1
-    torch.testing.assert_close(g(x), torch.tanh(x))
-    plain = ResnetGenerator(ngf=4, n_blocks=1, n_down=2)
-    assert not any(k.startswith('head.') for k in plain.state_dict())  # shipped weights' keys
+    g = ResnetGenerator(ngf=4, n_blocks=1, n_down=2, antialias=antialias,
+                        blur_first=blur_first, upsample=upsample)
+    y = g(torch.randn(2, 3, 32, 32))
+    assert y.shape == (2, 3, 32, 32)
+    assert float(y.abs().max()) <= 1.0
+    assert g.stride == 4
 
 
 def test_discriminator_and_segmenter_shapes():

@@ -85,6 +85,8 @@ class ResizeConv2d(nn.Conv2d):
 
         Rebuilding it costs 0.1-0.2 ms per layer per call on a CPU thread, 5 % of a 64x64
         eager forward; the key follows in-place updates (``_version``), copies and moves.
+        Eager only: :meth:`forward` skips it while ``torch.compiler.is_compiling()`` (which
+        torch documents as true under torch.compile and torch.export, strict or not).
         """
         w = self.weight
         key = (w._version, w.data_ptr(), w.dtype, w.device)
@@ -113,7 +115,11 @@ class ResizeConv2d(nn.Conv2d):
         """Resize-conv as one low-resolution conv, four phase crops and a pixel shuffle."""
         n, _, h, w = x.shape
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        weight = (self.phase_weight() if torch.is_grad_enabled()
+        # The cache keys on ``data_ptr()``, which the fake tensors of torch.export and
+        # torch.compile refuse: a traced graph derives the phase weight from the parameter
+        # (a constant folded at build time) and eager no-grad calls keep the cache.
+        weight = (self.phase_weight()
+                  if torch.is_grad_enabled() or torch.compiler.is_compiling()
                   else self._inference_phase_weight())
         xp = (_replicate_pad1(x) if torch.compiler.is_compiling()
               else F.pad(x, (1, 1, 1, 1), mode='replicate'))  # (N, I, H + 2, W + 2)
@@ -149,22 +155,11 @@ class ResnetGenerator(nn.Module):
     which low-passes every subsampling just the same but runs the conv on a quarter of the
     pixels. ``upsample`` is ``'transpose'`` (CycleGAN) or ``'resize'`` (nearest-neighbour
     resize then conv, :class:`ResizeConv2d`).
-
-    ``input_skip`` feeds the input, at full resolution, to the last 7x7 conv next to the
-    decoder's features (the outermost skip of a U-Net). Without it every pixel passes through
-    the ``2 ** n_down`` bottleneck, and at 64x64 the shipped generators erased small objects
-    even on sim frames, where they should be the identity: mean |G(x) - x| of 32/255 on chair
-    and object pixels vs 4/255 on walls. The skip is a convolution, so it keeps the network's
-    shift behaviour; the adversarial terms still decide the output's textures. Measured: it
-    keeps more of the sim frame (chair error 25/255) but policy_sim drove 7-15 % behind it on
-    the real-proxy look vs 12-39 % for the shipped recipe with the same seed, so no preset uses
-    it (docs/results/translator_generator_variants.json).
     """
 
     def __init__(self, *, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
                  n_blocks: int = 6, n_down: int = 2, antialias: bool = False,
-                 blur_first: bool = False, upsample: str = 'transpose',
-                 input_skip: bool = False):
+                 blur_first: bool = False, upsample: str = 'transpose'):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f'upsample: expected one of {UPSAMPLE_MODES}, got {upsample!r}')
@@ -199,15 +194,8 @@ class ResnetGenerator(nn.Module):
                 layers += [ResizeConv2d(ch, ch // 2)]
             layers += [nn.InstanceNorm2d(ch // 2), nn.ReLU(inplace=True)]
             ch //= 2
-        self.input_skip = input_skip
-        head: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(ch + (in_channels if input_skip else 0),
-                                             out_channels, 7), nn.Tanh()]
-        if input_skip:  # separate, so the features can be concatenated with the input
-            self.net = nn.Sequential(*layers)
-            self.head = nn.Sequential(*head)
-        else:  # one Sequential: the state-dict keys of the shipped weights
-            self.net = nn.Sequential(*layers, *head)
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
 
     @property
     def stride(self) -> int:
@@ -216,6 +204,4 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, 3, H, W)
         """Translate a batch in [-1, 1] (shapes in the trailing comment)."""
-        if self.input_skip:
-            return self.head(torch.cat([self.net(x), x], dim=1))
         return self.net(x)
