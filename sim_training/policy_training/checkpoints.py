@@ -43,7 +43,7 @@ def removed_settings_used(args: dict[str, Any]) -> str:
 
 
 def refuse_removed(args: dict[str, Any], what: str | os.PathLike) -> None:
-    """ValueError naming the removed settings a saved run used, and where that code lives."""
+    """Raise ValueError naming the removed settings a saved run used, and where that code is."""
     used = removed_settings_used(args)
     if used:
         raise ValueError(f'{what}: trained with a removed experiment ({used}, saved vs off); '
