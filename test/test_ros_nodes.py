@@ -359,11 +359,17 @@ class SlowGoggles:
     def __init__(self, goggles, delay: float):
         self.goggles, self.delay = goggles, delay
         self.engine, self.preprocessor = goggles.engine, goggles.preprocessor
+        self.needs_pose = goggles.needs_pose
 
     def __call__(self, image):
         """Sleep (releasing the GIL like a real engine would) and translate."""
         time.sleep(self.delay)
         return self.goggles(image)
+
+    def frame(self, image, **kwargs):
+        """The node's whole frame path, as slow as ``__call__``."""
+        time.sleep(self.delay)
+        return self.goggles.frame(image, **kwargs)
 
 
 @pytest.mark.skipif(not Path('/proc/self/statm').exists(), reason='needs /proc for RSS')
