@@ -31,7 +31,7 @@ REQUIRED = (
     'The robot runtime never imports the training code (two lazy exceptions)',
     'Models are plain torch modules: they never import the engines that run them',
     'The ROS-free core never imports ROS',
-    'Replay runs on recorded bags, never the simulator',
+    'Replay runs on recorded bags without ROS, never the simulator',
 )
 
 
