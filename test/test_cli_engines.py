@@ -52,7 +52,25 @@ def test_export_dynamic_batch(weights, tmp_path, capsys):
     """--dynamic-batch makes the batch axis symbolic."""
     out = tmp_path / 'd.onnx'
     assert main(['export', '--model', str(weights), '--onnx', str(out), '--dynamic-batch']) == 0
-    assert '(N, 3, 32, 32)' in capsys.readouterr().out
+    assert '(batch, 3, 32, 32)' in capsys.readouterr().out
+
+
+def test_export_fp16(weights, tmp_path, capsys):
+    """--fp16: float16 inside, float32 I/O, checked against torch fp32 at the fp16 tolerance."""
+    import onnx
+
+    out = tmp_path / 'h.onnx'
+    assert main(['export', '--model', str(weights), '--onnx', str(out), '--fp16']) == 0
+    text = capsys.readouterr().out
+    assert 'float16 weights and arithmetic' in text and 'tolerance 0.03' in text
+    assert "'input':  (1, 3, 32, 32) float32" in text
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert onnx.TensorProto.FLOAT16 in {i.data_type for i in model.graph.initializer}
+    # an impossible tolerance is enforced: the fp16 rounding is real
+    assert main(['export', '--model', str(weights), '--onnx', str(out), '--fp16',
+                 '--tolerance', '1e-9']) == 1
+    assert 'differs from torch' in capsys.readouterr().err
 
 
 def test_export_bad_weights(tmp_path, capsys):
@@ -76,8 +94,17 @@ def test_compile_without_tensorrt(weights, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and 'cannot build a TensorRT engine here' in err
     if import_error is not None:
-        assert f'import torch_tensorrt failed: {import_error}' in err
+        from vr_goggles.engines.tensorrt_engine import installed_version
+        if installed_version() is None:  # the advice, from package metadata
+            major_minor = '.'.join(torch.__version__.split('.')[:2])
+            assert 'torch-tensorrt is not installed' in err
+            assert f'install torch-tensorrt=={major_minor}.*' in err
+        else:
+            assert f'import torch_tensorrt failed: {import_error}' in err
     assert not (tmp_path / 'g.ep').exists()
+    rc = main(['compile', '--model', str(weights), '--device', 'cpu', '--out',
+               str(tmp_path / 'g.ep')])
+    assert rc == 1 and 'NVIDIA GPUs only' in capsys.readouterr().err
 
 
 def test_translate_files_and_folders(weights, tmp_path, capsys):
@@ -130,6 +157,8 @@ def test_bench_json_has_every_field(weights, tmp_path, capsys):
                  '--batches', '1,2', '--iters', '3', '--warmup', '1']) == 0
     text = capsys.readouterr().out
     assert 'speedup' in text and 'best at 32x32/b1' in text
+    assert text.count('p50 ms') == 1  # one table, rows added as each size/batch finishes
+    assert text.count('\nonnxruntime ') == 4  # one row per size x batch, not printed twice
     report = json.loads(out.read_text())
     for key in ('model', 'host', 'results', 'best', 'sizes', 'batches', 'backends', 'iters'):
         assert key in report
@@ -147,9 +176,28 @@ def test_bench_json_has_every_field(weights, tmp_path, capsys):
                for r in base)
     onnx_rows = [r for r in ok if r['backend'] == 'onnxruntime']
     assert all(r['max_abs_diff_vs_eager_fp32'] <= 1e-3 for r in onnx_rows)
+    assert all(r['device'] == 'cpu' for r in ok)
     trt = [r for r in rows if r['backend'] == 'tensorrt-fp16']
-    if not torch.cuda.is_available():
-        assert all(r['status'] == 'skipped' and 'torch_tensorrt' in r['error'] for r in trt)
+    # --device cpu (the default): TensorRT is skipped with the reason, never run on the GPU
+    # under a cpu label
+    assert len(trt) == 4
+    assert all(r['status'] == 'skipped' and 'NVIDIA GPUs only' in r['error']
+               and r['device'] is None and r['p50_ms'] is None for r in trt)
+
+
+def test_bench_exits_1_when_no_requested_backend_ran(weights, tmp_path, capsys):
+    """Only TensorRT requested on CPU: the row is skipped, the JSON written, exit status 1."""
+    out = tmp_path / 'b.json'
+    rc = main(['bench', '--model', str(weights), '--json', str(out), '--backends',
+               'tensorrt-fp16', '--iters', '2', '--warmup', '1'])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert 'none of the requested backends ran' in captured.err
+    assert 'tensorrt-fp16' in captured.err and 'NVIDIA GPUs only' in captured.err
+    assert captured.out.count('p50 ms') == 1
+    rows = json.loads(out.read_text())['results']
+    statuses = [(r['backend'], r['status']) for r in rows]
+    assert statuses == [('torch', 'ok'), ('tensorrt-fp16', 'skipped')]
 
 
 def test_bench_random_init_and_bad_args(tmp_path, capsys):

@@ -35,6 +35,7 @@ from vr_goggles.engines.tensorrt_engine import (
     decide_engine_action,
     default_engine_path,
     import_torch_tensorrt,
+    installed_version,
     metadata_path,
     version_pair_problem,
 )
@@ -72,6 +73,13 @@ def _real_trt_import_error() -> str:
     except Exception as e:
         return str(e)
     pytest.skip('torch_tensorrt is importable here; the fallback path is not testable')
+
+
+def _trt_unavailable_reason() -> str:
+    """What import_torch_tensorrt says on this machine (metadata first, then the import)."""
+    with pytest.raises(EngineUnavailable) as ei:
+        import_torch_tensorrt()
+    return ei.value.reason
 
 
 # -- parity -------------------------------------------------------------------------------------
@@ -168,13 +176,13 @@ def test_auto_without_tensorrt_and_cuda(source, caplog):
     """Real import failure and real CUDA absence; picks a measured CPU backend, logs why."""
     if torch.cuda.is_available():
         pytest.skip('CUDA present: auto would pick it')
-    err = _real_trt_import_error()
+    _real_trt_import_error()
     with caplog.at_level(logging.INFO, logger='vr_goggles.engines'):
         eng = select_engine(source, device='auto')
     assert eng.device == 'cpu' and eng.name in ('torch', 'torch-cl', 'onnxruntime')
     lines = [r.getMessage() for r in caplog.records if 'engine auto' in r.getMessage()]
     assert len(lines) == 1
-    assert f'tensorrt: skipped (import torch_tensorrt failed: {err})' in lines[0]
+    assert f'tensorrt: skipped ({_trt_unavailable_reason()})' in lines[0]
     assert 'torch-cuda: skipped' in lines[0] and f'chose {eng.name}' in lines[0]
     assert 'measured' in lines[0]
     report = eng.auto_report
@@ -266,15 +274,66 @@ def test_corrupt_and_mismatched_weights_name_file(weights, tmp_path):
 # -- TensorRT (no GPU here: everything around the build) ---------------------------------------
 
 def test_tensorrt_import_failure_is_clean(source):
-    """The real import failure becomes EngineUnavailable."""
+    """The real failure becomes EngineUnavailable, with the install advice when not installed."""
     err = _real_trt_import_error()
     with pytest.raises(EngineUnavailable) as ei:
         import_torch_tensorrt()
-    assert ei.value.backend == 'tensorrt' and err in ei.value.reason
-    with pytest.raises(EngineUnavailable, match='import torch_tensorrt failed'):
+    assert ei.value.backend == 'tensorrt'
+    if installed_version() is None:  # no package metadata: the advice, before any import
+        major_minor = '.'.join(torch.__version__.split('.')[:2])
+        assert 'torch-tensorrt is not installed' in ei.value.reason
+        assert f'torch-tensorrt=={major_minor}.*' in ei.value.reason
+    else:
+        assert err in ei.value.reason
+    with pytest.raises(EngineUnavailable, match='torch-tensorrt|torch_tensorrt'):
         create_engine('tensorrt', source, device='cuda')
     with pytest.raises(EngineUnavailable):
         TensorRTEngine(source.module, weights_sha256=source.sha256, input_size=SIZE)
+
+
+def test_tensorrt_never_claims_cpu(source):
+    """An explicit cpu device is refused before anything else: TensorRT is GPU only."""
+    with pytest.raises(EngineUnavailable, match="device 'cpu'.*NVIDIA GPUs only"):
+        create_engine('tensorrt', source, device='cpu')
+
+
+def test_version_pair_read_from_metadata_before_import(monkeypatch):
+    """A mismatched pair is explained from package metadata; the import is never tried."""
+    import importlib.metadata as md
+    import sys
+
+    real = md.version
+
+    def fake_version(name):
+        if name.replace('-', '_') == 'torch_tensorrt':
+            return '2.12.1'
+        return real(name)
+
+    imported = []
+
+    class Finder:
+        """Records an attempt to import torch_tensorrt (and makes it fail)."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == 'torch_tensorrt':
+                imported.append(name)
+                raise ImportError('undefined symbol: _ZN3c10 (mismatched torch ABI)')
+            return None
+
+    monkeypatch.setattr(md, 'version', fake_version)
+    monkeypatch.delitem(sys.modules, 'torch_tensorrt', raising=False)
+    monkeypatch.setattr(sys, 'meta_path', [Finder(), *sys.meta_path])
+    with pytest.raises(EngineUnavailable) as ei:
+        import_torch_tensorrt()
+    assert 'torch-tensorrt 2.12.1 is built for torch 2.12.x' in ei.value.reason
+    assert 'Install torch-tensorrt==' in ei.value.reason and not imported
+    # a matching pair that still fails to import passes the real error through, with versions
+    monkeypatch.setattr(md, 'version', lambda name: torch.__version__.split('+')[0]
+                        if name.replace('-', '_') == 'torch_tensorrt' else real(name))
+    with pytest.raises(EngineUnavailable, match='import torch_tensorrt failed: undefined '
+                                                'symbol.*is installed for torch'):
+        import_torch_tensorrt()
+    assert imported == ['torch_tensorrt']
 
 
 @pytest.mark.parametrize(('torch_v', 'trt_v', 'ok'), [

@@ -8,6 +8,10 @@ the same run at the same size and batch, and the max abs output difference from 
 Backend specs: ``backend[-precision][-compile][-cl][-graphs]`` with backend torch, onnxruntime or
 tensorrt, e.g. ``torch``, ``torch-bf16``, ``torch-compile-bf16``, ``torch-cl``, ``onnxruntime``,
 ``torch-fp16-graphs``, ``tensorrt-fp16``. Eager ``torch`` fp32 is always measured first.
+A row's ``device`` is where its engine ran (``null`` when it did not run): TensorRT rows are
+skipped with the reason under ``--device cpu``, never timed on the GPU under a cpu label. The
+table is printed once, row by row as each size and batch finishes; the exit status is 1 when
+none of the requested backends ran.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import datetime
 import json
 import platform
+import sys
 import time
 from typing import Any
 
@@ -110,12 +115,13 @@ def setup_row(variant: Any, source: Any, *, device: str, batch: int, warmup: int
             row['setup_s'] = time.perf_counter() - t0
             for _ in range(max(0, warmup - 1)):
                 engine(x)
-        row.update(engine=engine.name, peak_mem_mb=mem.peak_mb, mem_kind=mem.kind, status='ok')
+        row.update(engine=engine.name, device=str(engine.device), peak_mem_mb=mem.peak_mb,
+                   mem_kind=mem.kind, status='ok')
         return row, engine, out
     except EngineUnavailable as e:
-        row.update(status='skipped', error=e.reason)
+        row.update(status='skipped', error=e.reason, device=None)
     except Exception as e:  # one failing backend must not lose the other rows
-        row.update(status='error', error=f'{type(e).__name__}: {str(e)[:500]}')
+        row.update(status='error', error=f'{type(e).__name__}: {str(e)[:500]}', device=None)
     return row, None, None
 
 
@@ -156,11 +162,11 @@ def measure_grid(variants: list[Any], source: Any, *, device: str, batch: int, w
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Fixed-width text table of the result rows."""
+def format_table(rows: list[dict[str, Any]], *, header: bool = True) -> str:
+    """Fixed-width text table of the result rows (``header=False``: the rows only)."""
     head = (f'{"backend":<22} {"size":>7} {"batch":>5} {"p50 ms":>8} {"p90 ms":>8} '
             f'{"p99 ms":>8} {"img/s":>8} {"peak MB":>8} {"speedup":>8} {"max diff":>9}')
-    lines = [head, '-' * len(head)]
+    lines = [head, '-' * len(head)] if header else []
     for r in rows:
         size = f'{r["size"][0]}x{r["size"][1]}'
         if r['status'] != 'ok':
@@ -203,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f'--sizes {bad}: must be multiples of {stride} for this generator')
     specs = args.backends or (CUDA_DEFAULT if device.startswith('cuda') else CPU_DEFAULT)
     variants = [Variant.parse(s) for s in specs]
+    requested = {v.label for v in variants}
     baseline = Variant('torch', 'fp32', cuda_graphs=False)
     variants = [baseline] + [v for v in variants if v != baseline and v.label != 'torch']
     rows: list[dict[str, Any]] = []
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
             x = rng.uniform(-1, 1, size=(batch, 3, *size)).astype(np.float32)
             grid = measure_grid(variants, src, device=device, batch=batch, warmup=args.warmup,
                                 iters=args.iters, x=x)
-            print(format_table(grid), flush=True)
+            print(format_table(grid, header=not rows), flush=True)
             rows += grid
     best = {}
     for r in rows:
@@ -232,9 +239,15 @@ def run(args: argparse.Namespace) -> int:
               'warmup': args.warmup, 'results': rows, 'best': best}
     atomic_write_bytes(args.json, (json.dumps(report, indent=2) + '\n').encode())
     print()
-    print(format_table(rows))
     for key, b in best.items():
         print(f'best at {key}: {b["backend"]} {b["throughput_ips"]:.1f} img/s '
               f'({(b["speedup_vs_eager_fp32"] or 0):.2f}x eager fp32)')
     print(f'wrote {args.json}')
+    ran = {r['backend'] for r in rows if r['status'] == 'ok'} & requested
+    if not ran:
+        reasons = sorted({f'{r["backend"]}: {r["error"]}' for r in rows
+                          if r['backend'] in requested and r['status'] != 'ok'})
+        print(f'vr-goggles bench: none of the requested backends ran ({"; ".join(reasons)})',
+              file=sys.stderr)
+        return 1
     return 0

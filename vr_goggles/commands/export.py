@@ -2,8 +2,12 @@
 
 The graph has one input ``input``, float32 ``(N, 3, H, W)`` RGB in [-1, 1] (``x / 127.5 - 1``,
 see :mod:`vr_goggles.image.preprocess`) and one output ``output`` of the same shape and range. The
-batch is static (``--batch``, default 1) unless ``--dynamic-batch``. The file is checked by
-re-running it in onnxruntime against torch; the max abs difference is printed.
+batch is static (``--batch``, default 1) unless ``--dynamic-batch``; height and width are
+static. ``--fp16`` stores float16 weights and runs the network in float16 between a cast in and
+a cast out (I/O stays float32): a strongly typed TensorRT 11 build (``trtexec --onnx=FILE``, no
+precision flag; TensorRT 10: ``--stronglyTyped``) then runs it in fp16. The file is checked by
+re-running it in onnxruntime against torch fp32; the max abs difference is printed. The file is
+written mode 0644 (less the umask) so a container or another user can read it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         'reflect Pad, and is read by TensorRT 8.6+)')
     p.add_argument('--batch', type=int, default=1, help='static batch size (default: 1)')
     p.add_argument('--dynamic-batch', action='store_true', help='symbolic batch axis')
-    p.add_argument('--tolerance', type=float, default=1e-3,
-                   help='max abs diff vs torch accepted (default: %(default)s)')
+    p.add_argument('--fp16', action='store_true',
+                   help='float16 weights and arithmetic inside, float32 I/O (for strongly '
+                        'typed TensorRT builds; see docs/engines.md)')
+    p.add_argument('--tolerance', type=float, default=None,
+                   help='max abs diff vs torch fp32 accepted (default: 1e-3, with --fp16 the '
+                        'fp16 engine tolerance 0.03)')
     p.set_defaults(func=run)
     return p
 
@@ -35,21 +43,26 @@ def run(args: argparse.Namespace) -> int:
     """Export, verify with onnxruntime, print a summary."""
     from vr_goggles.engines.factory import source_from_weights
     from vr_goggles.engines.onnx_engine import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
+    from vr_goggles.engines.parity import PARITY_TOLERANCES
 
     if args.batch < 1:
         raise ValueError(f'--batch must be >= 1, got {args.batch}')
+    tolerance = args.tolerance
+    if tolerance is None:
+        tolerance = PARITY_TOLERANCES['fp16']['max_abs'] if args.fp16 else 1e-3
     source, card = source_from_weights(args.model)
     h, w = source.input_size
     path = export_onnx(source.module, args.onnx, source.input_size, opset=args.opset,
-                       batch=args.batch, dynamic_batch=args.dynamic_batch)
+                       batch=args.batch, dynamic_batch=args.dynamic_batch, fp16=args.fp16)
     diff = verify_onnx(path, source.module, source.input_size,
                        batch=1 if args.dynamic_batch else args.batch)
-    n = 'N' if args.dynamic_batch else str(args.batch)
-    print(f'wrote {path} (opset {args.opset}, model {card.name})')
+    n = 'batch' if args.dynamic_batch else str(args.batch)
+    inside = 'float16 weights and arithmetic' if args.fp16 else 'float32 throughout'
+    print(f'wrote {path} (opset {args.opset}, model {card.name}, {inside})')
     print(f"  input  '{INPUT_NAME}':  ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
     print(f"  output '{OUTPUT_NAME}': ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
-    print(f'  onnxruntime vs torch max abs diff: {diff:.3g}')
-    if not diff <= args.tolerance:
+    print(f'  onnxruntime vs torch fp32 max abs diff: {diff:.3g} (tolerance {tolerance:g})')
+    if not diff <= tolerance:
         raise RuntimeError(f'{path}: onnxruntime output differs from torch by {diff:.3g} '
-                           f'(> tolerance {args.tolerance})')
+                           f'(> tolerance {tolerance})')
     return 0

@@ -10,6 +10,7 @@ from vr_goggles.engines.base import (
     PRECISIONS,
     Engine,
     EngineFileError,
+    EngineParityError,
     EngineUnavailable,
     cache_dir,
 )
@@ -22,6 +23,6 @@ from vr_goggles.engines.factory import (
     source_from_weights,
 )
 
-__all__ = ['BACKENDS', 'PRECISIONS', 'Engine', 'EngineFileError', 'EngineUnavailable',
-           'ModelSource', 'Variant', 'cache_dir', 'create_engine', 'select_engine',
-           'source_from_weights']
+__all__ = ['BACKENDS', 'PRECISIONS', 'Engine', 'EngineFileError', 'EngineParityError',
+           'EngineUnavailable', 'ModelSource', 'Variant', 'cache_dir', 'create_engine',
+           'select_engine', 'source_from_weights']

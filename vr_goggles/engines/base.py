@@ -8,6 +8,7 @@ benchmarks swap backends without knowing whether torch, onnxruntime or TensorRT 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,6 +29,19 @@ class EngineUnavailable(RuntimeError):
     def __init__(self, backend: str, reason: str):
         self.backend = backend
         self.reason = reason
+        super().__init__(f'{backend}: {reason}')
+
+
+class EngineParityError(RuntimeError):
+    """A built or loaded engine does not reproduce torch on the fixed parity inputs.
+
+    ``report`` holds the numbers (max/mean abs difference and the tolerances of the precision).
+    """
+
+    def __init__(self, backend: str, reason: str, report: dict[str, Any]):
+        self.backend = backend
+        self.reason = reason
+        self.report = report
         super().__init__(f'{backend}: {reason}')
 
 
@@ -107,3 +121,37 @@ def state_dict_sha256(module: Any) -> str:
         h.update(str(tuple(v.shape)).encode())
         h.update(v.detach().cpu().contiguous().float().numpy().tobytes())
     return h.hexdigest()
+
+
+def model_key(weights_sha256: str, architecture: str = '', kwargs: dict[str, Any] | None = None,
+              module: Any = None) -> str:
+    """SHA-256 naming what an engine or ONNX file was derived from: tensors *and* architecture.
+
+    The tensors alone are not enough: a card that changes ``antialias`` or ``upsample`` can keep
+    every tensor (they have no parameters of their own) yet compute something else, and a cache
+    keyed on the tensors would hand back the stale engine. Without a card (``architecture``
+    empty) the module's printed structure stands in for the architecture and its sizes.
+    """
+    spec = {'weights_sha256': str(weights_sha256), 'architecture': str(architecture),
+            'kwargs': kwargs or {}}
+    if not architecture and module is not None:
+        spec['architecture'] = type(module).__name__
+        spec['structure'] = repr(module)
+    text = json.dumps(spec, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def readable_file_mode() -> int:
+    """``0o666`` less the process umask (0644 under the usual 022): what ``open()`` creates.
+
+    ``tempfile.mkstemp`` creates 0600 files; an engine or ONNX file written through one and
+    renamed into place would stay unreadable to an Isaac ROS container or another user.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def make_readable(path: str | os.PathLike) -> None:
+    """Give a freshly written temp file the mode a plain ``open()`` would have given it."""
+    os.chmod(path, readable_file_mode())

@@ -61,7 +61,8 @@ def random_source(args: Any, input_size: tuple[int, int], seed: int = 0):
                      input_size=[int(input_size[0]), int(input_size[1])])
     sha = state_dict_sha256(module)
     card.sha256 = sha
-    return ModelSource(module, (int(input_size[0]), int(input_size[1])), sha, name), card
+    return ModelSource(module, (int(input_size[0]), int(input_size[1])), sha, name,
+                       architecture='ResnetGenerator', kwargs=dict(kwargs)), card
 
 
 def load_source(args: Any, input_size: tuple[int, int] | None = None):

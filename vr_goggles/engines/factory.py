@@ -9,7 +9,7 @@ must be an explicit choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import json
 import logging
 import os
@@ -25,6 +25,7 @@ from vr_goggles.engines.base import (
     EngineUnavailable,
     cache_dir,
     check_precision,
+    model_key,
 )
 
 log = logging.getLogger('vr_goggles.engines')
@@ -35,12 +36,24 @@ BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
 
 @dataclass
 class ModelSource:
-    """A loaded generator plus what engines need to cache derived artefacts for it."""
+    """A loaded generator plus what engines need to cache derived artefacts for it.
+
+    ``architecture`` and ``kwargs`` come from the model card; with them :attr:`key` (what the
+    ONNX, TensorRT and ``auto`` caches are keyed on) changes when the card changes the network
+    while the tensors stay the same. Without them the module's structure stands in.
+    """
 
     module: Any
     input_size: tuple[int, int]
     sha256: str
     stem: str = 'model'
+    architecture: str = ''
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """SHA-256 of the tensors' hash, the architecture and its keyword sizes."""
+        return model_key(self.sha256, self.architecture, self.kwargs, module=self.module)
 
 
 @dataclass(frozen=True)
@@ -121,24 +134,26 @@ def create_engine(backend: str, source: ModelSource, *, device: str = 'cpu',
         if check_precision(precision) != 'fp32':
             raise EngineUnavailable('onnxruntime', f'precision {precision} not offered '
                                                    '(the exported graph is fp32)')
-        path = ensure_onnx(source.module, source.sha256, source.stem, source.input_size)
+        path = ensure_onnx(source.module, source.key, source.stem, source.input_size)
         try:
             engine = OnnxRuntimeEngine(path, device=device)
         except EngineFileError:
             log.warning('ONNX cache %s is unreadable; exporting it again', path)
             path.unlink(missing_ok=True)
-            path = ensure_onnx(source.module, source.sha256, source.stem, source.input_size)
+            path = ensure_onnx(source.module, source.key, source.stem, source.input_size)
             engine = OnnxRuntimeEngine(path, device=device)
         engine.input_size = source.input_size
         return engine
     if backend == 'tensorrt':
         from vr_goggles.engines.tensorrt_engine import TensorRTEngine
+        # 'auto' lets it take the GPU; an explicit cpu stays cpu and is refused there, so a
+        # benchmark row never labels GPU TensorRT as cpu.
         return TensorRTEngine(source.module, weights_sha256=source.sha256,
                               input_size=source.input_size, batch_size=batch_size,
-                              precision=precision,
-                              device=device if device.startswith('cuda') else 'cuda',
+                              precision=precision, device='cuda' if device == 'auto' else device,
                               engine_file_path=engine_file_path,
-                              force_engine_update=force_engine_update, stem=source.stem)
+                              force_engine_update=force_engine_update, stem=source.stem,
+                              key=source.key)
     raise ValueError(f'engine: expected one of {", ".join(BACKENDS)}, got {backend!r}')
 
 
@@ -161,7 +176,7 @@ def _cpu_cache_key(source: ModelSource, precision: str, compile: bool) -> str:
     except ImportError:
         ort_version = 'none'
     h, w = source.input_size
-    return (f'{source.sha256[:16]}|{h}x{w}|{precision}|compile={int(compile)}|'
+    return (f'{source.key[:16]}|{h}x{w}|{precision}|compile={int(compile)}|'
             f'threads={torch.get_num_threads()}|{_cpu_model()}|torch={torch.__version__}|'
             f'ort={ort_version}')
 
@@ -242,7 +257,8 @@ def select_engine(source: ModelSource, *, device: str = 'auto', precision: str =
     """``auto``: TensorRT, else torch on CUDA, else the fastest measured CPU backend.
 
     ``device='cpu'`` restricts the choice to CPU backends; ``'auto'`` or ``'cuda[:N]'`` allows
-    GPUs. Logs one line naming the choice and why every other option was skipped.
+    GPUs. Logs one line naming the choice and why every other option was skipped; a warning
+    when a GPU is present but TensorRT was not taken, so a GPU robot never falls back silently.
     """
     import torch
 
@@ -252,6 +268,7 @@ def select_engine(source: ModelSource, *, device: str = 'auto', precision: str =
     skipped: list[str] = []
     engine: Engine | None = None
     why = ''
+    tensorrt_failed = False
     gpu_allowed = device == 'auto' or device.startswith('cuda')
     cuda_device = device if device.startswith('cuda') else 'cuda'
     if not gpu_allowed:
@@ -267,6 +284,7 @@ def select_engine(source: ModelSource, *, device: str = 'auto', precision: str =
             skipped.append(f'tensorrt: skipped ({e.reason})')
         except Exception as e:  # a failed build falls back rather than keeping a robot down
             skipped.append(f'tensorrt: skipped (build/load failed: {type(e).__name__}: {e})')
+        tensorrt_failed = engine is None
         if engine is None:
             reason = cuda_unavailable_reason()
             if reason:
@@ -277,8 +295,12 @@ def select_engine(source: ModelSource, *, device: str = 'auto', precision: str =
                 why = f'CUDA available ({torch.cuda.get_device_name(cuda_device)})'
     if engine is None:
         engine, why = _pick_cpu(source, precision, compile, skipped)
-    log.info('engine auto: chose %s (%s, %s): %s; %s', engine.name, engine.device,
-             engine.precision, why, '; '.join(skipped) or 'nothing skipped')
+    # On a machine with a GPU, not getting TensorRT is worth a warning (ROS shows INFO lines
+    # of library loggers only when asked); on a CPU-only machine it is the expected path.
+    level = (logging.WARNING if tensorrt_failed and engine.device.startswith('cuda')
+             else logging.INFO)
+    log.log(level, 'engine auto: chose %s (%s, %s): %s; %s', engine.name, engine.device,
+            engine.precision, why, '; '.join(skipped) or 'nothing skipped')
     engine.auto_report = {'chosen': engine.name, 'why': why, 'skipped': list(skipped)}
     return engine
 
@@ -292,4 +314,5 @@ def source_from_weights(path: str | os.PathLike, *, verify_hash: bool = True) ->
     tensors = resolve(path)
     sha = card.sha256 or sha256_file(tensors)
     return ModelSource(module, (int(card.input_size[0]), int(card.input_size[1])), sha,
-                       Path(tensors).stem), card
+                       Path(tensors).stem, architecture=card.architecture,
+                       kwargs=dict(card.kwargs)), card

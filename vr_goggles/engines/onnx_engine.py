@@ -3,7 +3,11 @@
 Export uses the legacy TorchScript-based exporter (``dynamo=False``): it handles the generator's
 reflection padding and instance norm at opset 17 (see docs/engines.md). The graph has one input
 ``input`` float32 ``(N, 3, H, W)`` in [-1, 1] and one output ``output`` of the same shape and
-range, so the file can be fed to ``trtexec --onnx=`` or Isaac ROS ``isaac_ros_tensor_rt``.
+range, both declared with static height and width (and a static batch unless
+``dynamic_batch``, then the symbol ``batch``), so the file can be fed to ``trtexec --onnx=`` or
+Isaac ROS ``isaac_ros_tensor_rt``. ``fp16=True`` exports the network with float16 weights and
+arithmetic between a cast in and a cast out: the I/O stays float32 and the precision is in the
+graph, which is what a strongly typed TensorRT build (the only kind in TensorRT 11) runs.
 """
 
 from __future__ import annotations
@@ -23,21 +27,62 @@ from vr_goggles.engines.base import (
     cache_dir,
     check_batch,
     check_precision,
+    make_readable,
 )
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'output'
+BATCH_SYMBOL = 'batch'
 DEFAULT_OPSET = 17
 
 
+def half_precision(module: Any) -> Any:
+    """A float16 copy of ``module`` behind float32 I/O (cast in, run in fp16, cast out)."""
+    import copy
+
+    import torch
+
+    class HalfPrecision(torch.nn.Module):
+        """float32 -> float16 network -> float32, so callers and bindings keep float32."""
+
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.to(torch.float16)).to(torch.float32)
+
+    return HalfPrecision(copy.deepcopy(module).eval().cpu().half()).eval()
+
+
+def _declare_output_shape(model: Any, shape: tuple[int, ...], dynamic_batch: bool) -> None:
+    """Write the output's true shape into the graph (the tracer leaves it symbolic).
+
+    The legacy exporter traces the resize-conv's reshapes from ``x.shape``, so the declared
+    output came out as ``['batch', 3, 'batch', 'Tanhoutput_dim_3']``: height named like the
+    batch. The network maps ``(N, 3, H, W)`` to the same shape, H and W static.
+    """
+    (out,) = model.graph.output
+    dims = out.type.tensor_type.shape.dim
+    del dims[:]
+    for i, size in enumerate(shape):
+        d = dims.add()
+        if i == 0 and dynamic_batch:
+            d.dim_param = BATCH_SYMBOL
+        else:
+            d.dim_value = int(size)
+
+
 def export_onnx(module: Any, path: str | os.PathLike, input_size: tuple[int, int], *,
-                opset: int = DEFAULT_OPSET, batch: int = 1, dynamic_batch: bool = False) -> Path:
-    """Export ``module`` to ONNX at ``path`` (atomically) and check the graph with onnx.
+                opset: int = DEFAULT_OPSET, batch: int = 1, dynamic_batch: bool = False,
+                fp16: bool = False) -> Path:
+    """Export ``module`` to ONNX at ``path`` (atomically, mode 0644) and check the graph.
 
     ``dynamic_batch`` makes the batch axis symbolic (``batch``); the default static shape is
-    what TensorRT and Isaac ROS build fastest from.
+    what TensorRT and Isaac ROS build fastest from. ``fp16`` exports :func:`half_precision`.
+    The output shape is declared and then checked by onnx's strict shape inference.
     """
     import onnx
     import torch
@@ -46,20 +91,29 @@ def export_onnx(module: Any, path: str | os.PathLike, input_size: tuple[int, int
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = int(input_size[0]), int(input_size[1])
     dummy = torch.zeros(batch, 3, h, w, dtype=torch.float32)
-    dynamic_axes = ({INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}
+    dynamic_axes = ({INPUT_NAME: {0: BATCH_SYMBOL}, OUTPUT_NAME: {0: BATCH_SYMBOL}}
                     if dynamic_batch else None)
     module = module.eval().cpu()
+    net = half_precision(module) if fp16 else module
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name, suffix='.tmp')
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():
+            out_shape = tuple(net(dummy).shape)
             # The legacy exporter warns about constant folding of Slice, tracer constants and
             # instance norm "train=True" (InstanceNorm2d always uses input statistics: correct).
             warnings.simplefilter('ignore')
-            torch.onnx.export(module, (dummy,), tmp, dynamo=False, opset_version=int(opset),
+            torch.onnx.export(net, (dummy,), tmp, dynamo=False, opset_version=int(opset),
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes=dynamic_axes, do_constant_folding=True)
-        onnx.checker.check_model(tmp)
+        model = onnx.load(tmp)
+        _declare_output_shape(model, out_shape, dynamic_batch)
+        # types and static shapes must agree (the reshapes stay symbolic to onnx, so
+        # verify_onnx checks the declared output shape against what onnxruntime computes)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        onnx.checker.check_model(model)
+        onnx.save(model, tmp)
+        make_readable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -157,7 +211,11 @@ class OnnxRuntimeEngine:
 
 def verify_onnx(path: str | os.PathLike, module: Any, input_size: tuple[int, int], *,
                 batch: int = 1, seed: int = 0) -> float:
-    """Max abs difference between onnxruntime on ``path`` and torch eager on a random input."""
+    """Max abs difference between onnxruntime on ``path`` and torch fp32 on a random input.
+
+    An ``fp16`` export runs here too (onnxruntime's CPU provider executes float16 graphs), so
+    the difference includes the half-precision rounding.
+    """
     import torch
 
     rng = np.random.default_rng(seed)
@@ -165,4 +223,18 @@ def verify_onnx(path: str | os.PathLike, module: Any, input_size: tuple[int, int
     with torch.no_grad():
         ref = module.eval().cpu()(torch.from_numpy(x)).numpy()
     got = OnnxRuntimeEngine(path)(x)
+    declared = declared_output_shape(path)
+    if got.shape != ref.shape or len(declared) != got.ndim or any(
+            isinstance(d, int) and d != g for d, g in zip(declared, got.shape)):
+        raise EngineFileError(path, f'output shape {got.shape} (torch {ref.shape}) does not '
+                                    f'match the declared {declared}')
     return float(np.max(np.abs(ref - got)))
+
+
+def declared_output_shape(path: str | os.PathLike) -> list[int | str]:
+    """The output dims the graph declares: ints, or symbol names (``batch``)."""
+    import onnx
+
+    (out,) = onnx.load(str(path), load_external_data=False).graph.output
+    return [d.dim_param if d.HasField('dim_param') else int(d.dim_value)
+            for d in out.type.tensor_type.shape.dim]

@@ -1,20 +1,30 @@
 """TensorRT backend via torch-tensorrt's ahead-of-time dynamo path, with an engine-file cache.
 
+Written against torch-tensorrt 2.13 (pairs with torch 2.13 and TensorRT 11); see
+docs/engines.md for the documentation each call follows.
+
 Build: ``torch_tensorrt.compile(model, ir='dynamo', inputs=[torch_tensorrt.Input(shape,
-dtype)], enabled_precisions={dtype}, require_full_compilation=True)`` at the model card's static
-input size, then ``torch_tensorrt.save(trt_gm, path, arg_inputs=[example])`` (an ExportedProgram
-holding the serialized TensorRT engine). Load: ``import torch_tensorrt`` (registers the
-``tensorrt::execute_engine`` op) then ``torch.export.load(path).module()``.
+dtype)], device=device, require_full_compilation=True, min_block_size=1)`` at the model card's
+static input size. The dynamo frontend traces the module with ``torch.export.export(...,
+strict=False)`` and builds a strongly typed TensorRT network (the only kind TensorRT 11 has;
+2.13 dropped ``enabled_precisions`` and ``use_explicit_typing`` from the dynamo path): the
+precision is the model's and the input's dtype, so fp16/bf16 cast both. Save:
+``torch_tensorrt.save(trt_gm, path, output_format='exported_program', arg_inputs=[example])``.
+Load: ``import torch_tensorrt`` (registers the ``tensorrt::execute_engine`` op) then
+``torch.export.load(path).module()``.
 
-Building takes seconds to minutes, so the engine is written to ``engine_file_path`` with a JSON
-sidecar (``<engine>.json``) recording what it was built from: weights SHA-256, input shape,
-precision, GPU name and the TensorRT / torch / torch-tensorrt versions. A TensorRT engine is only
-valid for the exact GPU model and library versions that built it, so it is reused only when every
-field matches and rebuilt otherwise, or always with ``force_engine_update`` (names as in Isaac
-ROS ``isaac_ros_tensor_rt``).
+Every engine, freshly built or loaded, is compared with the torch module in fp32 on fixed inputs
+(:mod:`vr_goggles.engines.parity`); a failing engine is rebuilt once, then refused with the
+numbers. Building takes seconds to minutes, so the engine is written to ``engine_file_path``
+with a JSON sidecar (``<engine>.json``) recording what it was built from (weights SHA-256,
+architecture key, input shape, precision, GPU name, TensorRT / torch / torch-tensorrt versions)
+and the parity numbers. A TensorRT engine is only valid for the exact GPU model and library
+versions that built it, so it is reused only when every field matches and rebuilt otherwise,
+or always with ``force_engine_update`` (names as in Isaac ROS ``isaac_ros_tensor_rt``).
 
-None of this can run without an NVIDIA GPU and the TensorRT libraries; the import failure is
-turned into :class:`EngineUnavailable`, which ``auto`` reports and skips.
+None of this can run without an NVIDIA GPU and the TensorRT libraries; every reason it cannot
+(not installed, version pair, no CUDA, CPU device) is an :class:`EngineUnavailable`, which
+``auto`` reports and skips.
 """
 
 from __future__ import annotations
@@ -36,26 +46,64 @@ from vr_goggles.engines.base import (
     cache_dir,
     check_batch,
     check_precision,
+    make_readable,
+    model_key,
 )
 
 log = logging.getLogger(__name__)
 
 #: Sidecar fields that must all match for a saved engine to be reused.
-METADATA_KEYS = ('weights_sha256', 'input_shape', 'precision', 'gpu', 'tensorrt', 'torch',
-                 'torch_tensorrt')
-METADATA_VERSION = 1
+METADATA_KEYS = ('weights_sha256', 'model_key', 'input_shape', 'precision', 'gpu', 'tensorrt',
+                 'torch', 'torch_tensorrt')
+#: 2: adds ``model_key`` and ``parity`` (engines of version 1 are rebuilt and checked).
+METADATA_VERSION = 2
+#: Distribution names torch-tensorrt is published under (metadata lookups normalise them).
+DISTRIBUTION = 'torch_tensorrt'
+
+
+def installed_version(distribution: str = DISTRIBUTION) -> str | None:
+    """Version of an installed distribution from its package metadata, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def torch_tensorrt_problem(torch_version: str) -> str | None:
+    """Why torch-tensorrt cannot be used with this torch, read from package metadata only.
+
+    A mismatched pair usually fails *inside* ``import torch_tensorrt`` (undefined symbols in its
+    C++ ops), so the advice must come before the import is tried.
+    """
+    version = installed_version()
+    t = _major_minor(torch_version)
+    want = f'{t[0]}.{t[1]}.*' if t else 'the same major.minor as torch'
+    if version is None:
+        return (f'torch-tensorrt is not installed (no package metadata); with torch '
+                f'{torch_version} install torch-tensorrt=={want} (it pulls the TensorRT '
+                'libraries; NVIDIA GPU and driver needed, see docs/engines.md)')
+    return version_pair_problem(torch_version, version)
 
 
 def import_torch_tensorrt():
-    """``import torch_tensorrt`` or :class:`EngineUnavailable` carrying the real error.
+    """``import torch_tensorrt`` after the metadata checks, or :class:`EngineUnavailable`.
 
     Besides ``ModuleNotFoundError``, a half-installed stack fails with ``OSError``/``ImportError``
-    such as ``Could not find libnvinfer.so.11``; the message is passed through verbatim.
+    such as ``Could not find libnvinfer.so.11``; that message is passed through verbatim.
     """
+    import torch
+
+    problem = torch_tensorrt_problem(torch.__version__)
+    if problem:
+        raise EngineUnavailable('tensorrt', problem)
     try:
         import torch_tensorrt
     except Exception as e:  # ImportError, OSError (missing libnvinfer), RuntimeError
-        raise EngineUnavailable('tensorrt', f'import torch_tensorrt failed: {e}') from None
+        raise EngineUnavailable('tensorrt', f'import torch_tensorrt failed: {e} (torch-tensorrt '
+                                            f'{installed_version()} is installed for torch '
+                                            f'{torch.__version__})') from None
     return torch_tensorrt
 
 
@@ -84,9 +132,10 @@ def version_pair_problem(torch_version: str, torch_tensorrt_version: str) -> str
 
 
 def build_metadata(*, weights_sha256: str, input_shape: tuple[int, ...], precision: str,
-                   gpu: str, versions: dict[str, str]) -> dict[str, Any]:
+                   gpu: str, versions: dict[str, str], model_key: str = '') -> dict[str, Any]:
     """The sidecar written next to an engine file (and compared before reusing it)."""
     return {'metadata_version': METADATA_VERSION, 'weights_sha256': weights_sha256,
+            'model_key': model_key or weights_sha256,
             'input_shape': [int(s) for s in input_shape], 'precision': precision, 'gpu': gpu,
             'tensorrt': versions.get('tensorrt', ''), 'torch': versions.get('torch', ''),
             'torch_tensorrt': versions.get('torch_tensorrt', '')}
@@ -125,12 +174,11 @@ def decide_engine_action(engine_path: str | os.PathLike, expected: dict[str, Any
     return 'reuse', f'metadata of {engine_path} matches'
 
 
-def default_engine_path(stem: str, weights_sha256: str, input_shape: tuple[int, ...],
+def default_engine_path(stem: str, key: str, input_shape: tuple[int, ...],
                         precision: str) -> Path:
-    """Cache location used when no ``engine_file_path`` is given."""
+    """Cache location used when no ``engine_file_path`` is given (``key``: the model key)."""
     n, _, h, w = input_shape
-    return (cache_dir() / 'tensorrt'
-            / f'{stem}-{weights_sha256[:12]}-b{n}-{h}x{w}-{precision}.ep')
+    return cache_dir() / 'tensorrt' / f'{stem}-{key[:12]}-b{n}-{h}x{w}-{precision}.ep'
 
 
 def current_versions(torch_tensorrt: Any) -> dict[str, str]:
@@ -141,9 +189,21 @@ def current_versions(torch_tensorrt: Any) -> dict[str, str]:
         import tensorrt
         trt_version = tensorrt.__version__
     except Exception as e:  # the bindings may be missing while torch-tensorrt imports
-        trt_version = f'unknown ({type(e).__name__})'
+        trt_version = installed_version('tensorrt') or f'unknown ({type(e).__name__})'
     return {'tensorrt': trt_version, 'torch': torch.__version__,
             'torch_tensorrt': getattr(torch_tensorrt, '__version__', 'unknown')}
+
+
+def compile_kwargs(torch_tensorrt: Any, shape: tuple[int, ...], dtype: Any,
+                   device: Any) -> dict[str, Any]:
+    """Keyword arguments of ``torch_tensorrt.compile`` for one static-shape engine.
+
+    ``device`` places the traced example inputs and the engine (without it ``cuda:1`` would
+    trace on ``cuda:0``). No ``enabled_precisions``: the 2.13 dynamo path ignores it, the
+    dtype of the model and of ``Input`` is the precision.
+    """
+    return {'ir': 'dynamo', 'inputs': [torch_tensorrt.Input(tuple(shape), dtype=dtype)],
+            'device': device, 'require_full_compilation': True, 'min_block_size': 1}
 
 
 def _check_fully_compiled(trt_gm: Any) -> None:
@@ -160,24 +220,24 @@ def _check_fully_compiled(trt_gm: Any) -> None:
 
 
 class TensorRTEngine:
-    """A static-shape TensorRT engine built (or loaded) from a torch generator."""
+    """A static-shape TensorRT engine built (or loaded) from a torch generator, parity-checked."""
 
     def __init__(self, module: Any, *, weights_sha256: str, input_size: tuple[int, int],
                  batch_size: int = 1, precision: str = 'fp16', device: str = 'cuda',
                  engine_file_path: str | os.PathLike | None = None,
-                 force_engine_update: bool = False, stem: str = 'model'):
+                 force_engine_update: bool = False, stem: str = 'model',
+                 key: str | None = None):
+        if not str(device).startswith('cuda'):
+            raise EngineUnavailable('tensorrt', f'device {device!r}: TensorRT runs on NVIDIA '
+                                                'GPUs only (use a cuda device)')
         torch_tensorrt = import_torch_tensorrt()
         import torch
 
-        problem = version_pair_problem(torch.__version__,
-                                       getattr(torch_tensorrt, '__version__', '?'))
-        if problem:
-            raise EngineUnavailable('tensorrt', problem)
         if not torch.cuda.is_available():
             raise EngineUnavailable('tensorrt', 'torch.cuda.is_available() is False (TensorRT '
                                                 'needs an NVIDIA GPU)')
-        if not str(device).startswith('cuda'):
-            raise EngineUnavailable('tensorrt', f'device {device!r}: TensorRT runs on cuda only')
+        from vr_goggles.engines.parity import checked_engine, parity_inputs
+
         self.precision = check_precision(precision)
         self._dtype = {'fp32': torch.float32, 'fp16': torch.float16,
                        'bf16': torch.bfloat16}[self.precision]
@@ -188,47 +248,60 @@ class TensorRTEngine:
         self.batch_size = int(batch_size)
         self.shape = (self.batch_size, 3, *self.input_size)
         self.name = 'tensorrt'
+        key = key or model_key(weights_sha256, module=module)
         gpu = torch.cuda.get_device_name(self._dev)
         self.metadata = build_metadata(weights_sha256=weights_sha256, input_shape=self.shape,
-                                       precision=self.precision, gpu=gpu,
+                                       precision=self.precision, gpu=gpu, model_key=key,
                                        versions=current_versions(torch_tensorrt))
         self.path = Path(engine_file_path) if engine_file_path else default_engine_path(
-            stem, weights_sha256, self.shape, self.precision)
+            stem, key, self.shape, self.precision)
         action, reason = decide_engine_action(self.path, self.metadata,
                                               force_engine_update=force_engine_update)
-        if action == 'reuse':
-            log.info('tensorrt: loading %s (%s)', self.path, reason)
-            self._fn = self._load(self.path)
-        else:
-            log.info('tensorrt: building %s, %s (%s)', self.path, self.precision, reason)
-            self._fn = self._build(torch_tensorrt, module)
+        log.info('tensorrt: %s %s, %s (%s)', 'loading' if action == 'reuse' else 'building',
+                 self.path, self.precision, reason)
+        reference = _cpu_reference(module)
+        inputs = parity_inputs(self.shape)
+        try:
+            fn, self.parity, how = checked_engine(
+                load=(lambda: self._load(self.path)) if action == 'reuse' else None,
+                build=lambda: self._build(torch_tensorrt, module),
+                check=lambda f: self._parity(f, reference, inputs), what=str(self.path),
+                log=log)
+        except Exception:
+            # A refused (or unloadable) engine must not be reused at the next start.
+            metadata_path(self.path).unlink(missing_ok=True)
+            raise
+        self._fn = fn
+        if how != 'loaded':
+            self._save(torch_tensorrt, fn)
+
+    def _parity(self, fn: Any, reference: Any, inputs: list[np.ndarray]) -> dict[str, Any]:
+        from vr_goggles.engines.parity import parity_report
+
+        return parity_report(lambda x: self._run(fn, x), reference, inputs, self.precision)
 
     def _build(self, torch_tensorrt: Any, module: Any) -> Any:
         torch = self._torch
         model = copy.deepcopy(module).eval().to(self._dev)
         if self._dtype != torch.float32:
-            # torch-tensorrt >= 2.12 builds strongly typed networks (use_explicit_typing) and
-            # its dynamo path ignores enabled_precisions, so the low precision must be in the
-            # model and input dtypes themselves; older releases honour enabled_precisions too.
-            model = model.to(self._dtype)
-        inputs = [torch_tensorrt.Input(self.shape, dtype=self._dtype)]
-        with torch.no_grad():
-            trt_gm = torch_tensorrt.compile(model, ir='dynamo', inputs=inputs,
-                                            enabled_precisions={self._dtype},
-                                            require_full_compilation=True, min_block_size=1)
+            model = model.to(self._dtype)  # strongly typed: the precision is in the graph
+        kwargs = compile_kwargs(torch_tensorrt, self.shape, self._dtype, self._dev)
+        with torch.no_grad():  # traced with fake tensors: see test/test_export_tracing.py
+            trt_gm = torch_tensorrt.compile(model, **kwargs)
         _check_fully_compiled(trt_gm)
-        example = torch.zeros(self.shape, dtype=self._dtype, device=self._dev)
+        return trt_gm
+
+    def _save(self, torch_tensorrt: Any, trt_gm: Any) -> None:
+        """Write the program (readable, atomically), then its sidecar with the parity numbers."""
+        example = self._torch.zeros(self.shape, dtype=self._dtype, device=self._dev)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix='.' + self.path.name,
                                    suffix='.ep')
         os.close(fd)
         try:
-            try:
-                torch_tensorrt.save(trt_gm, tmp, output_format='exported_program',
-                                    arg_inputs=[example])
-            except TypeError:  # torch-tensorrt < 2.5 names it ``inputs``
-                torch_tensorrt.save(trt_gm, tmp, output_format='exported_program',
-                                    inputs=[example])
+            torch_tensorrt.save(trt_gm, tmp, output_format='exported_program',
+                                arg_inputs=[example])
+            make_readable(tmp)
             # Drop the old sidecar first: a crash between the two writes must leave an engine
             # without metadata (rebuilt next time), never new bytes under old metadata.
             metadata_path(self.path).unlink(missing_ok=True)
@@ -237,9 +310,9 @@ class TensorRTEngine:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         from vr_goggles.weights import atomic_write_bytes
+        sidecar = dict(self.metadata, parity=self.parity)
         atomic_write_bytes(metadata_path(self.path),
-                           (json.dumps(self.metadata, indent=2) + '\n').encode())
-        return trt_gm
+                           (json.dumps(sidecar, indent=2) + '\n').encode())
 
     def _load(self, path: Path) -> Any:
         try:
@@ -249,14 +322,28 @@ class TensorRTEngine:
                                         f'{str(e)[:300]}); delete it or set '
                                         'force_engine_update to rebuild') from None
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """float32 ``(B, 3, H, W)`` at the static build shape -> float32, same shape."""
+    def _run(self, fn: Any, arr: np.ndarray) -> np.ndarray:
         torch = self._torch
-        arr = check_batch(batch, static_shape=self.shape)
         with torch.no_grad():
             x = torch.from_numpy(arr).to(self._dev, dtype=self._dtype)
-            y = self._fn(x)
+            y = fn(x)
             if isinstance(y, (tuple, list)):
                 y = y[0]
             out = y.float().cpu().numpy()
         return np.ascontiguousarray(out)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """float32 ``(B, 3, H, W)`` at the static build shape -> float32, same shape."""
+        return self._run(self._fn, check_batch(batch, static_shape=self.shape))
+
+
+def _cpu_reference(module: Any):
+    """The torch module in float32 on CPU as a numpy callable: the parity reference."""
+    import torch
+
+    ref = copy.deepcopy(module).eval().float().cpu()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return ref(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    return run
