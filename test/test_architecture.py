@@ -32,6 +32,7 @@ REQUIRED = (
     'Models are plain torch modules: they never import the engines that run them',
     'The ROS-free core never imports ROS',
     'Replay runs on recorded bags without ROS, never the simulator',
+    'Runtime layers, top to bottom',
 )
 
 

@@ -1,11 +1,16 @@
-"""Timing and memory measurement shared by ``vr-goggles bench`` and the ``auto`` selection."""
+"""Latency statistics and memory measurement for ``vr-goggles bench``.
+
+:func:`time_engine` itself lives in :mod:`vr_goggles.engines.timing`, since the ``auto``
+selection times backends too and the engines never import the benchmarks.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
+
+from vr_goggles.engines.timing import time_engine  # noqa: F401 (re-exported)
 
 
 def _proc_status_kb(field: str) -> int | None:
@@ -70,28 +75,6 @@ class PeakMemory:
                 self.peak_mb = max(0.0, (hwm - self._base) / 1024.0)
             if not self._reset_ok:
                 self.kind = 'cpu_rss_hwm_lifetime'
-
-
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        import torch
-        torch.cuda.synchronize(device)
-
-
-def time_engine(engine: Any, batch: np.ndarray, *, warmup: int = 2,
-                iters: int = 10) -> np.ndarray:
-    """Seconds per call of ``engine(batch)`` after ``warmup`` untimed calls."""
-    device = str(getattr(engine, 'device', 'cpu'))
-    for _ in range(max(0, warmup)):
-        engine(batch)
-    _sync(device)
-    times = np.empty(max(1, iters))
-    for i in range(len(times)):
-        t0 = time.perf_counter()
-        engine(batch)
-        _sync(device)
-        times[i] = time.perf_counter() - t0
-    return times
 
 
 def latency_stats(times_s: np.ndarray, batch: int) -> dict[str, float]:

@@ -213,7 +213,7 @@ def _pick_cpu(source: ModelSource, precision: str, compile: bool,
                 timings = ', '.join(f'{k} {t:.2f} ms' for k, t in cached['ms'].items())
                 skipped.extend(f'{k}: slower (cached)' for k in cached['ms'] if k != v.label)
                 return engine, f'fastest CPU backend (cached timing: {timings})'
-    from vr_goggles.bench.engines import time_engine
+    from vr_goggles.engines.timing import time_engine
 
     h, w = source.input_size
     x = np.random.default_rng(0).uniform(-1, 1, size=(1, 3, h, w)).astype(np.float32)
