@@ -141,7 +141,7 @@ def test_metrics_fields_and_static_flicker(tmp_path, weights):
     assert on_disk['flicker']['input_mean_abs_diff'] == 0.0
     assert on_disk['shift_error']['value'] >= 0 and on_disk['shift_error']['frames'] > 0
     assert on_disk['bag_duration_s'] == pytest.approx((N - 1) * 0.1, abs=0.01)
-    assert on_disk['source_sizes'] == {'48x64': N}
+    assert on_disk['source_sizes'] == {'64x48': N}  # width x height (issue #39)
     pol = on_disk['policy']
     assert 0.0 <= pol['switch_rate'] <= 1.0 and sum(pol['fractions'].values()) == 1.0
     assert pol['switch_rate'] == 0.0  # static input -> the same action every frame

@@ -238,6 +238,9 @@ def load(path: str | os.PathLike, *, verify_hash: bool = True
     from safetensors.numpy import load as np_load
 
     tensors = resolve(path)
+    if not tensors.exists() and not paths_for(tensors)[1].exists():
+        raise WeightsError(tensors, 'weights not found (neither this file nor its .json card '
+                                    'exists)')
     card = load_card(tensors)
     if not tensors.exists():
         raise WeightsError(tensors, 'weights file not found')

@@ -129,7 +129,8 @@ def build_metrics(cfg: ReplayConfig, pipe: Pipeline, reader: Any, topic: str, ms
                    'device': getattr(engine, 'device', cfg.device),
                    'precision': getattr(engine, 'precision', cfg.precision)},
         'model_size': list(pipe.size),
-        'source_sizes': {f'{h}x{w}': n for (h, w), n in st.source_sizes.most_common()},
+        # WxH, as camera resolutions are written (1280x720), and as docs/replay.md says.
+        'source_sizes': {f'{w}x{h}': n for (h, w), n in st.source_sizes.most_common()},
         'frames': st.frames,
         'frames_in_topic': int(reader.topics[topic].msgcount or 0),
         'messages_read': pipe.pos.messages,
@@ -153,7 +154,9 @@ def build_metrics(cfg: ReplayConfig, pipe: Pipeline, reader: Any, topic: str, ms
                                   '(vr_goggles.goggles.quality.flicker); 0 for a static input'},
         'shift_error': None,
         'policy': None,
-        'bag_duration_s': float(reader.duration) / 1e9,
+        # rosbags' duration runs to one nanosecond after the last message: a one-message bag
+        # would last 1e-9 s.
+        'bag_duration_s': max(0, int(reader.duration) - 1) / 1e9,
         'frames_duration_s': ((st.last_time - st.first_time) / 1e9
                               if st.first_time is not None else None),
         'skipped': {'count': len(pipe.skips), 'reasons': dict(skipped.most_common()),
@@ -227,17 +230,32 @@ def pair_text(a: float | None, b: float | None) -> str:
     return ' / '.join('-' if v is None else f'{v:.3g}' for v in (a, b))
 
 
+NO_FLICKER = 'n/a (needs two consecutive frames)'
+
+
+def skipped_text(skipped: dict[str, Any]) -> str:
+    """``"2 skipped: 1 bad image, 1 undeserializable message (first: frame 3: ...)"``."""
+    if not skipped['count']:
+        return '0 skipped'
+    kinds = ', '.join(f'{n} {kind}' for kind, n in skipped['reasons'].items())
+    first = skipped['examples'][0] if skipped['examples'] else None
+    example = (f" (first: message {first['index']} of {first['topic']}: {first['reason']})"
+               if first else '')
+    return f"{skipped['count']} skipped: {kinds}{example}"
+
+
 def format_summary(metrics: dict[str, Any]) -> str:
     """A few human-readable lines for the end of a CLI run."""
     lat = metrics['latency_ms']
     fl = metrics['flicker']['ratio']
     lines = [
-        f"{metrics['frames']} frames of {metrics['topic']} -> {metrics['sim_topic']} in "
-        f"{metrics.get('out', '')} ({'complete' if metrics['complete'] else 'INCOMPLETE'}"
-        f", {metrics['skipped']['count']} skipped)",
+        f"{metrics['frames']} of {metrics['frames_in_topic']} frames of {metrics['topic']} -> "
+        f"{metrics['sim_topic']} in {metrics.get('out', '')} "
+        f"({'complete' if metrics['complete'] else 'INCOMPLETE'}, "
+        f"{skipped_text(metrics['skipped'])})",
         f"engine {metrics['engine']['name']}/{metrics['engine']['device']}: latency p50/p99 "
         f"{pair_text(lat['p50'], lat['p99'])} ms, {_num(metrics['throughput_fps'])} frames/s "
-        f"end to end, flicker {_num(fl)}, shift error "
+        f"end to end, flicker {NO_FLICKER if fl is None else _num(fl)}, shift error "
         f"{_num((metrics['shift_error'] or {}).get('value'))}",
     ]
     if metrics.get('policy'):

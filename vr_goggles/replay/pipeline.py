@@ -22,8 +22,10 @@ single undecodable message is skipped and counted with its reason.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+import contextlib
 from dataclasses import dataclass
 import json
 import logging
@@ -56,6 +58,7 @@ from vr_goggles.replay.reader import (
     Frame,
     OpenedBag,
     Skip,
+    camera_info_topic,
     check_paths,
     decode_frame,
     open_bag,
@@ -63,7 +66,12 @@ from vr_goggles.replay.reader import (
     remove_output,
 )
 from vr_goggles.replay.report import write_report
-from vr_goggles.replay.writer import OutputBag
+from vr_goggles.replay.writer import (
+    OutputBag,
+    sim_camera_info,
+    sim_info_topic,
+    sim_topic_name,
+)
 
 _LOG = logging.getLogger(__package__)  # one logger for the whole replay
 
@@ -91,6 +99,8 @@ class Pipeline:
         self.stop = threading.Event()
         self.pos = _Position()
         self.skips: list[Skip] = []
+        self.info_topic: str | None = None  # the camera's CameraInfo, see OutputBag
+        self.camera_info: Any = None
         self.read_error: str | None = None
         self.write_error: str | None = None
         self.written = 0
@@ -115,12 +125,14 @@ class Pipeline:
                 continue
         return False
 
-    def _make_frame(self, conn: Any, index: int, t: int, raw: bytes) -> Frame | None:
+    def _make_frame(self, conn: Any, index: int, t: int, raw: bytes,
+                    info: Any = None) -> Frame | None:
         """Decode + resize one camera message; ``None`` (and a counted skip) if impossible."""
         item = decode_frame(self.reader, conn, index, t, raw, self.goggles.preprocessor)
         if isinstance(item, Skip):
             self.skips.append(item)
             return None
+        item.camera_info = info
         return item
 
     def read(self) -> None:
@@ -145,13 +157,17 @@ class Pipeline:
                     else:
                         if not self._put(self.out_q, ('raw', wconn, t, data)):
                             break
+                if conn.topic == self.info_topic:
+                    with contextlib.suppress(Exception):  # a bad one: keep the previous
+                        self.camera_info = self.reader.deserialize(raw, conn.msgtype)
                 if conn.topic != self.topic:
                     continue
                 index, n_img = n_img, n_img + 1
                 if self.pool is not None:  # decode in parallel, keep the order via futures
-                    item = self.pool.submit(self._make_frame, conn, index, t, raw)
+                    item = self.pool.submit(self._make_frame, conn, index, t, raw,
+                                            self.camera_info)
                 else:
-                    item = self._make_frame(conn, index, t, raw)
+                    item = self._make_frame(conn, index, t, raw, self.camera_info)
                     if item is None:
                         continue
                 if not self._put(self.frames_q, item):
@@ -183,6 +199,12 @@ class Pipeline:
                 _, frame, out, vel = item
                 self.out.write_image(frame.log_time, frame.stamp, frame.frame_id, out)
                 self.written += 1
+                info = frame.camera_info if frame.camera_info is not None else self.camera_info
+                if self.info_topic is not None and info is not None:
+                    self.out.write_camera_info(frame.log_time, frame.stamp, frame.frame_id,
+                                               sim_camera_info(info, frame.source_size,
+                                                               self.size))
+                    self.written += 1
                 if vel is not None:
                     self.out.write_cmd_vel(frame.log_time, vel)
                     self.written += 1
@@ -279,7 +301,7 @@ def replay(cfg: ReplayConfig, *, goggles: Any = None, policy: Any = None) -> dic
     with open_bag(bag) as opened:
         reader = opened.reader
         topic, msgtype = pick_topic(reader, cfg.topic, bag)
-        sim_topic = topic + cfg.sim_suffix
+        sim_topic = sim_topic_name(topic, cfg.sim_suffix)
         if sim_topic in reader.topics:
             raise ValueError(f'{bag}: already has a topic {sim_topic} (a replayed bag?); '
                              'choose the camera topic of the original recording')
@@ -369,12 +391,18 @@ def _run_to(cfg: ReplayConfig, opened: OpenedBag, topic: str, msgtype: str, sim_
     started, cpu_started = time.perf_counter(), time.process_time()
     progress = None
     try:
-        out.add_topics(topic, sim_topic, cmd_vel_topic if policy is not None else None)
+        info_topic = camera_info_topic(reader, topic)
+        out.add_topics(topic, sim_topic, cmd_vel_topic if policy is not None else None,
+                       sim_info_topic(info_topic) if info_topic else None)
         pipe = Pipeline(cfg, reader, topic, goggles, policy, out, expected, msgtype)
+        pipe.info_topic = info_topic
         progress = _make_progress(cfg, expected or None)
         _run_threads(cfg, pipe, progress, status)
         if opened.salvaged and status['complete']:
             status.update(complete=False, error=f'{cfg.bag}: {reader.open_error}')
+        nothing = _nothing_translated(pipe, topic)
+        if nothing and status['complete']:
+            status.update(complete=False, error=nothing)
     finally:
         if progress is not None:
             progress.close()
@@ -395,6 +423,17 @@ def _run_to(cfg: ReplayConfig, opened: OpenedBag, topic: str, msgtype: str, sim_
             _LOG.error('%s: cannot write the report: %s', cfg.report, e)
             metrics['report_error'] = str(e)
     return metrics
+
+
+def _nothing_translated(pipe: Pipeline, topic: str) -> str | None:
+    """Why a run that read camera frames but translated none of them is not a success."""
+    cam = [sk for sk in pipe.skips if sk.topic == topic]
+    if pipe.stats.frames or not cam:
+        return None
+    kinds = Counter(sk.kind for sk in cam)
+    return (f'none of the {len(cam)} frames of {topic} could be translated: '
+            + '; '.join(f'{n} {kind}' for kind, n in kinds.most_common())
+            + f' (first: {cam[0].reason})')
 
 
 def _run_threads(cfg: ReplayConfig, pipe: Pipeline, progress: Any, status: dict) -> None:

@@ -29,6 +29,7 @@ from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_
 
 from vr_goggles.image import codec
 from vr_goggles.replay.config import OutputExistsError, ReplayError, short_error
+from vr_goggles.replay.salvage_ros1 import Ros1SalvageReader, check_ros1_magic, reason_text
 
 _LOG = logging.getLogger(__package__)  # one logger for the whole replay
 
@@ -36,6 +37,7 @@ IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 #: Files an existing output may contain for ``--overwrite`` to delete it (never anything else).
+MCAP_MAGIC = b'\x89MCAP0\r\n'
 _BAG_SUFFIXES = ('.mcap', '.db3', '.yaml', '.zstd', '.db3-shm', '.db3-wal')
 
 
@@ -106,7 +108,7 @@ class McapSalvageReader:
         decompress = storage_mcap.decompress
         size = self.file.stat().st_size
         with self.file.open('rb') as f:
-            if f.read(8) != b'\x89MCAP0\r\n':
+            if f.read(8) != MCAP_MAGIC:
                 raise ReplayError(f'{self.path}: not an MCAP file (bad magic)')
             yield from self._scan_file(f, size, decompress)
 
@@ -232,12 +234,49 @@ def _mcap_file(bag: Path) -> Path | None:
     return None
 
 
+def _check_input(bag: Path) -> None:
+    """Say plainly why ``bag`` is not a bag before rosbags words it (or tries to salvage it).
+
+    rosbags reports random bytes named ``.bag`` as a UTF-8 decoding error, and a folder without
+    ``metadata.yaml`` as a missing "metadata file" named after the folder.
+    """
+    if bag.is_dir():
+        if not (bag / 'metadata.yaml').exists():
+            files = sorted(p.name for p in bag.iterdir())
+            storage = [f for f in files if f.endswith(('.mcap', '.db3'))]
+            hint = (f'; to read a storage file without it, name the file itself: '
+                    f'{bag / storage[0]}' if storage else '')
+            what = 'is empty' if not files else f'has no metadata.yaml (it holds {len(files)} ' \
+                f'file(s): {", ".join(files[:5])}{", ..." if len(files) > 5 else ""})'
+            raise ReplayError(f'{bag}: not a ROS 2 bag folder: it {what}; a folder written by '
+                              f'`ros2 bag record` holds metadata.yaml and its .db3/.mcap '
+                              f'files{hint}')
+        return
+    if bag.suffix == '.bag':
+        check_ros1_magic(bag)
+    elif bag.suffix == '.mcap':
+        with bag.open('rb') as f:
+            head = f.read(8)
+        if head != MCAP_MAGIC:
+            raise ReplayError(f'{bag}: not an MCAP file: it does not start with the MCAP magic '
+                              f'bytes (it starts with {head!r}), so there is nothing to '
+                              'salvage')
+    elif bag.suffix == '.db3':
+        with bag.open('rb') as f:
+            head = f.read(16)
+        if head != b'SQLite format 3\x00':
+            raise ReplayError(f'{bag}: not a SQLite database (a .db3 bag file starts with '
+                              f'"SQLite format 3", this one with {head[:12]!r})')
+
+
 def open_bag(bag: Path) -> Any:
-    """Open ``bag`` with rosbags' AnyReader; fall back to salvage for a cut MCAP file.
+    """Open ``bag`` with rosbags' AnyReader; fall back to salvage for a cut MCAP or ROS 1 bag.
 
     Returns an object with AnyReader's interface (use as a context manager). Raises
-    :class:`ReplayError` naming the bag when it cannot be read at all.
+    :class:`ReplayError` naming the bag and saying why in a sentence when it cannot be read at
+    all.
     """
+    _check_input(bag)
     default = get_typestore(Stores.ROS2_HUMBLE if bag.suffix != '.bag' else Stores.ROS1_NOETIC)
     try:
         reader = AnyReader([bag], default_typestore=default)
@@ -246,33 +285,61 @@ def open_bag(bag: Path) -> Any:
     except FileNotFoundError:
         raise
     except Exception as e:
+        reason = reason_text(e)
+        if bag.suffix == '.bag' and bag.is_file():
+            return _salvage_ros1(bag, reason, default)
         mcap = _mcap_file(bag)
         if mcap is None:
-            raise ReplayError(f'{bag}: cannot open bag: {e}') from None
-        _LOG.warning('%s: %s; salvaging the readable part of %s', bag, e, mcap.name)
+            raise ReplayError(f'{bag}: cannot open bag: {reason}') from None
+        _LOG.warning('%s: %s; salvaging the readable part of %s', bag, reason, mcap.name)
         salvage = McapSalvageReader(mcap)
         try:
             salvage.__enter__()
         except ReplayError:
             raise
         except Exception as e2:
-            raise ReplayError(f'{bag}: cannot open bag ({e}) and salvage failed: {e2}') from None
-        salvage.open_error = str(e)
-        return contextlib.closing(OpenedBag(salvage))
+            raise ReplayError(f'{bag}: cannot open bag ({reason}) and salvage failed: '
+                              f'{reason_text(e2)}') from None
+        salvage.open_error = reason
+        return contextlib.closing(OpenedBag(salvage, salvaged=True))
+
+
+def _salvage_ros1(bag: Path, reason: str, default: Any) -> Any:
+    """AnyReader over :class:`Ros1SalvageReader`: the readable chunks of a damaged ROS 1 bag."""
+    _LOG.warning('%s: %s; salvaging the readable chunks', bag, reason)
+    reader = AnyReader([bag], default_typestore=default)
+    reader.readers = [Ros1SalvageReader(bag, reason)]
+    try:
+        reader.open()
+    except ReplayError:
+        raise
+    except Exception as e2:
+        raise ReplayError(f'{bag}: cannot open bag ({reason}) and salvage failed: '
+                          f'{reason_text(e2)}') from None
+    reader.open_error = reason
+    return contextlib.closing(OpenedBag(reader, salvaged=True))
 
 
 class OpenedBag:
     """Uniform handle over AnyReader / McapSalvageReader (``close`` for contextlib)."""
 
-    def __init__(self, reader: Any):
+    def __init__(self, reader: Any, salvaged: bool = False):
         self.reader = reader
-        self.salvaged = isinstance(reader, McapSalvageReader)
+        self.salvaged = salvaged
 
     def close(self) -> None:
         """Close the reader (a salvage reader holds no open file between scans)."""
-        if not self.salvaged:
+        if not isinstance(self.reader, McapSalvageReader):
             with contextlib.suppress(Exception):
                 self.reader.close()
+
+
+def camera_info_topic(reader: Any, topic: str) -> str | None:
+    """The camera's CameraInfo topic (``camera_info`` beside the image topic), if recorded."""
+    base = topic[:-len('/compressed')] if topic.endswith('/compressed') else topic
+    name = base.rsplit('/', 1)[0] + '/camera_info'
+    info = reader.topics.get(name)
+    return name if info is not None and info.msgtype == 'sensor_msgs/msg/CameraInfo' else None
 
 
 def image_topics(reader: Any) -> dict[str, tuple[str, int]]:
@@ -316,6 +383,7 @@ class Frame:
     frame_id: str
     source_size: tuple[int, int]
     image: np.ndarray  # uint8 RGB at the model size
+    camera_info: Any = None  # the camera's latest CameraInfo when this frame was read
 
 
 @dataclass

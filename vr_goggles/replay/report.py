@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vr_goggles.replay import html as rp
-from vr_goggles.replay.metrics import RunStats, json_default, pair_text
+from vr_goggles.replay.metrics import NO_FLICKER, RunStats, json_default, pair_text, skipped_text
 
 
 def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunStats) -> Path:
@@ -28,12 +28,13 @@ def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunSta
         'translated topic': metrics['sim_topic'], 'model': metrics['model'],
         'engine': '{name} / {device} / {precision}'.format(**metrics['engine']),
         'frames': f"{metrics['frames']} of {metrics['frames_in_topic']}",
-        'skipped': metrics['skipped']['count'],
+        'skipped': skipped_text(metrics['skipped']),
         'latency p50 / p99 (ms)': pair_text(metrics['latency_ms']['p50'],
                                             metrics['latency_ms']['p99']),
         'throughput (frames/s)': metrics['throughput_fps'],
         'engine-only (frames/s)': metrics['engine_fps'],
-        'flicker ratio': metrics['flicker']['ratio'],
+        'flicker ratio': (NO_FLICKER if metrics['flicker']['ratio'] is None
+                          else metrics['flicker']['ratio']),
         'shift error': (metrics['shift_error'] or {}).get('value'),
         'bag duration (s)': metrics['bag_duration_s'],
     }
@@ -46,7 +47,8 @@ def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunSta
     if metrics['skipped']['count']:
         sections.append(('Skipped messages', rp.table(metrics['skipped']['reasons'].items(),
                                                       header=('reason', 'count'))))
-    if stats.latencies_ms:
+    # A plot of one point says nothing the summary's p50 does not (a one-frame bag).
+    if len(stats.latencies_ms) >= 2:
         fig, ax = rp.new_figure()
         ax.plot(stats.latencies_ms, lw=0.8)
         ax.set_xlabel('frame')
@@ -56,7 +58,7 @@ def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunSta
                        label=f'p{q}')
         ax.legend()
         sections.append(('Latency', rp.img_tag(rp.figure_to_data_uri(fig), 'latency plot')))
-    if stats.flicker_t:
+    if len(stats.flicker_t) >= 2:
         fig, ax = rp.new_figure()
         ax.plot(stats.flicker_t, stats.flicker_in, lw=0.8, label='input |x[t+1]-x[t]|')
         ax.plot(stats.flicker_t, stats.flicker_out, lw=0.8, label='output |y[t+1]-y[t]|')

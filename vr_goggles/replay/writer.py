@@ -29,9 +29,76 @@ from vr_goggles.replay.reader import IMAGE_TYPE
 _LOG = logging.getLogger(__package__)  # one logger for the whole replay
 
 TWIST_TYPE = 'geometry_msgs/msg/Twist'
+ROS1_LOG_TYPE = 'rosgraph_msgs/msg/Log'
+ROS2_LOG_TYPE = 'rcl_interfaces/msg/Log'
 #: Types the output needs even when the input bag does not define them.
 _OUTPUT_TYPES = ('builtin_interfaces/msg/Time', 'std_msgs/msg/Header', IMAGE_TYPE,
-                 'geometry_msgs/msg/Vector3', TWIST_TYPE)
+                 'geometry_msgs/msg/Vector3', TWIST_TYPE, ROS2_LOG_TYPE,
+                 'sensor_msgs/msg/RegionOfInterest', 'sensor_msgs/msg/CameraInfo')
+#: ROS 1 log levels (rosgraph_msgs/Log, bit flags) -> ROS 2's (rcl_interfaces/Log).
+_LOG_LEVELS = {1: 10, 2: 20, 4: 30, 8: 40, 16: 50}
+
+
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
+
+
+def sim_info_topic(info_topic: str) -> str:
+    """``/camera/camera_info`` -> ``/camera/camera_info_sim``, the ``_sim`` image's."""
+    return info_topic + '_sim'
+
+
+def crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(x0, y0, w, h)`` of the centre crop :mod:`vr_goggles.image.preprocess` takes.
+
+    Frames are cropped at the centre to the model's aspect (square: 1280x720 -> 720x720) and
+    then resized to the model size; this is the same arithmetic as
+    ``preprocess.center_crop_to_aspect`` (a test checks they agree).
+    """
+    th, tw = size
+    if height * tw > width * th:
+        nh = max(1, round(width * th / tw))
+        return 0, (height - nh) // 2, width, nh
+    nw = max(1, round(height * tw / th))
+    return (width - nw) // 2, 0, nw, height
+
+
+def _field(msg: Any, name: str) -> Any:
+    """A CameraInfo field under its ROS 2 (``k``) or ROS 1 (``K``) name."""
+    return getattr(msg, name) if hasattr(msg, name) else getattr(msg, name.upper())
+
+
+def sim_camera_info(info: Any, source_size: tuple[int, int], size: tuple[int, int]
+                    ) -> dict[str, Any]:
+    """The camera's CameraInfo fields for the ``_sim`` image: crop, then scale, K and P.
+
+    Pixel centres map as ``u' = (u - x0 + 0.5) * s - 0.5``; the distortion coefficients are in
+    normalised coordinates and stay valid, R is unchanged.
+    """
+    h, w = source_size
+    x0, y0, cw, ch = crop_box(h, w, size)
+    sx, sy = size[1] / cw, size[0] / ch
+    k = np.array(_field(info, 'k'), float).reshape(3, 3)
+    p = np.array(_field(info, 'p'), float).reshape(3, 4)
+    for m in (k, p):
+        m[0, 0], m[0, 1], m[1, 1] = m[0, 0] * sx, m[0, 1] * sx, m[1, 1] * sy
+        m[0, 2] = (m[0, 2] - x0 + 0.5) * sx - 0.5
+        m[1, 2] = (m[1, 2] - y0 + 0.5) * sy - 0.5
+    p[0, 3], p[1, 3] = p[0, 3] * sx, p[1, 3] * sy
+    return {'height': int(size[0]), 'width': int(size[1]),
+            'distortion_model': str(info.distortion_model),
+            'd': np.array(_field(info, 'd'), float), 'k': k.reshape(-1),
+            'r': np.array(_field(info, 'r'), float), 'p': p.reshape(-1)}
+
+
+def sim_topic_name(topic: str, suffix: str = '_sim') -> str:
+    """The translated topic's name: ``topic + suffix``, without a ``/compressed`` transport.
+
+    The output is always a raw ``rgb8`` Image; ``/camera/image/compressed_sim`` would read as a
+    compressed transport of ``/camera/image``, so ``/camera/image/compressed`` (a
+    CompressedImage, or a raw Image recorded under that name) becomes ``/camera/image_sim``.
+    """
+    base = topic[:-len('/compressed')] if topic.endswith('/compressed') else topic
+    return (base or topic) + suffix
 
 
 def output_typestore(reader: Any) -> Any:
@@ -157,15 +224,25 @@ class OutputBag:
         """Create the bag on disk."""
         self.writer.open()
 
-    def add_topics(self, topic: str, sim_topic: str, cmd_vel_topic: str | None) -> None:
+    def add_topics(self, topic: str, sim_topic: str, cmd_vel_topic: str | None,
+                   info_topic: str | None = None) -> None:
         """Add the output connections.
 
-        One per input topic, ``sim_topic`` (with the camera's QoS) and, unless
-        ``cmd_vel_topic`` is None, the policy's commands.
+        One per input topic, ``sim_topic`` (with the camera's QoS), unless ``cmd_vel_topic`` is
+        None the policy's commands, and with ``info_topic`` the ``_sim`` image's CameraInfo.
         """
+        # ROS 2 has no rosgraph_msgs/Log: ROS 1 /rosout is written as rcl_interfaces/msg/Log,
+        # what a ROS 2 /rosout carries (the ROS 1 ``topics`` list has no place there).
+        logs = [c for c in self.reader.connections
+                if not self.reader.is2 and c.msgtype == ROS1_LOG_TYPE]
+        rest = [c for c in self.reader.connections if c not in logs]
         with contextlib.redirect_stdout(io.StringIO()) as chatter:  # rosbags convert echoes
             self.connmap, self.convmap = create_connections_converters(
-                self.reader.connections, self.store, self.reader, self.writer)
+                rest, self.store, self.reader, self.writer)
+        for c in logs:
+            self.connmap[(c.id, c.owner)] = self.writer.add_connection(
+                c.topic, ROS2_LOG_TYPE, typestore=self.store)
+            self.convmap[ROS1_LOG_TYPE] = self._convert_log
         for line in chatter.getvalue().splitlines():
             _LOG.debug('rosbags: %s', line)
         cam = next(c for c in self.reader.connections if c.topic == topic)
@@ -173,9 +250,21 @@ class OutputBag:
         self.conns = {'sim': self.writer.add_connection(sim_topic, IMAGE_TYPE,
                                                         typestore=self.store,
                                                         offered_qos_profiles=qos)}
+        if info_topic is not None:
+            self.conns['info'] = self.writer.add_connection(info_topic, CAMERA_INFO_TYPE,
+                                                            typestore=self.store)
         if cmd_vel_topic is not None:
             self.conns['cmd_vel'] = self.writer.add_connection(cmd_vel_topic, TWIST_TYPE,
                                                                typestore=self.store)
+
+    def _convert_log(self, raw: Any) -> Any:
+        """ROS 1 rosgraph_msgs/Log bytes -> ROS 2 rcl_interfaces/msg/Log CDR."""
+        m = self.reader.deserialize(bytes(raw), ROS1_LOG_TYPE)
+        log = self.store.types[ROS2_LOG_TYPE](
+            stamp=self._time(sec=m.header.stamp.sec, nanosec=m.header.stamp.nanosec),
+            level=_LOG_LEVELS.get(int(m.level), 20), name=m.name, msg=m.msg, file=m.file,
+            function=m.function, line=int(m.line))
+        return self.store.serialize_cdr(log, ROS2_LOG_TYPE)
 
     def write_raw(self, wconn: Any, log_time: int, data: Any) -> None:
         """An input message, already converted to ROS 2 CDR."""
@@ -188,6 +277,17 @@ class OutputBag:
         msg = codec.numpy_to_image(image, 'rgb8', header=hdr, msg_cls=self._image)
         self.writer.write(self.conns['sim'], log_time,
                           self.store.serialize_cdr(msg, IMAGE_TYPE))
+
+    def write_camera_info(self, log_time: int, stamp: tuple[int, int], frame_id: str,
+                          fields: dict[str, Any]) -> None:
+        """The ``_sim`` image's CameraInfo (from :func:`sim_camera_info`), same header."""
+        hdr = self._header(stamp=self._time(sec=stamp[0], nanosec=stamp[1]), frame_id=frame_id)
+        roi = self.store.types['sensor_msgs/msg/RegionOfInterest'](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        msg = self.store.types[CAMERA_INFO_TYPE](header=hdr, binning_x=0, binning_y=0, roi=roi,
+                                                 **fields)
+        self.writer.write(self.conns['info'], log_time,
+                          self.store.serialize_cdr(msg, CAMERA_INFO_TYPE))
 
     def write_cmd_vel(self, log_time: int, vel: tuple[float, float]) -> None:
         """The policy's ``(linear x, angular z)`` for a frame, as a Twist."""
