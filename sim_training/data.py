@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import os
 from pathlib import Path
+import sys
 
 import cv2
 import numpy as np
@@ -31,6 +32,10 @@ from vr_goggles.image.preprocess import Preprocessor, center_crop_to_aspect, nor
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.webp')
 BAG_SUFFIXES = ('.mcap', '.db3', '.bag')
+
+
+class UnreadableImage(ValueError):
+    """One image file that OpenCV cannot read (the message names the file and why)."""
 
 
 @dataclass
@@ -54,10 +59,21 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                       interpolation=cv2.INTER_NEAREST)
 
 
+def unreadable_reason(path: Path) -> str:
+    """Why OpenCV could not read ``path`` (it only returns None), as far as can be told."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f'cannot open it ({e.strerror})'
+    if size == 0:
+        return 'empty file'
+    return f'not a decodable image ({size} bytes: truncated, or not the format its name says)'
+
+
 def _read_rgb(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f'{path}: cannot read image')
+        raise UnreadableImage(f'{path}: cannot read image: {unreadable_reason(path)}')
     if img.ndim == 2:
         return img
     order = 'bgra' if img.shape[2] == 4 else 'bgr'
@@ -77,11 +93,30 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def load_folder(folder: str | os.PathLike, size: tuple[int, int], *,
                 labels_dir: str | os.PathLike | None = None,
-                max_frames: int | None = None) -> FrameSet:
-    """A folder of images (and optionally a folder of same-named label PNGs)."""
+                max_frames: int | None = None, strict: bool = False) -> FrameSet:
+    """A folder of images (and optionally a folder of same-named label PNGs).
+
+    An unreadable image is skipped with one line on stderr naming it and the reason, and
+    counted in the closing line; ``strict`` (``--strict-images``) refuses the folder instead.
+    A folder with no readable image is refused either way.
+    """
     pre = Preprocessor(size=tuple(size), keep_aspect=True)
-    files = list_images(folder)[:max_frames]
-    images = np.stack([pre.image(_read_rgb(f)) for f in files])
+    files, frames, skipped = list_images(folder)[:max_frames], [], []
+    for f in files:
+        try:
+            frames.append(pre.image(_read_rgb(f)))
+        except UnreadableImage as e:
+            if strict:
+                raise UnreadableImage(f'{e} (--strict-images refuses the whole source)') from None
+            print(f'warning: {e}; skipped', file=sys.stderr, flush=True)
+            skipped.append(f)
+    if skipped:
+        print(f'warning: {folder}: skipped {len(skipped)} unreadable of {len(files)} image(s)',
+              file=sys.stderr, flush=True)
+    files = [f for f in files if f not in skipped]
+    if not files:
+        raise ValueError(f'{folder}: none of its {len(skipped)} image(s) could be read')
+    images = np.stack(frames)
     labels = None
     if labels_dir is not None:
         labs = []
@@ -140,7 +175,8 @@ def load_bag(path: str | os.PathLike, topic: str, size: tuple[int, int], *,
 
 
 def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
-                labels: str = 'train', max_frames: int | None = None) -> FrameSet:
+                labels: str = 'train', max_frames: int | None = None,
+                strict: bool = False) -> FrameSet:
     """Load any supported source (see module doc).
 
     ``labels``: ``'train'`` reads ``DIR/labels``, ``'eval'`` reads ``DIR/eval_labels``
@@ -152,14 +188,17 @@ def load_source(spec: str, size: tuple[int, int], *, topic: str | None = None,
             raise ValueError(f'{path}: a bag needs a topic (path.mcap:/topic or --*-topic)')
         return load_bag(path, topic, size, max_frames=max_frames)
     p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f'{p}: no such folder or bag')
     if not p.is_dir():
         raise ValueError(f'{p}: not a folder, collector export or bag')
     if (p / 'images').is_dir():
         lab_dir = {'train': p / 'labels', 'eval': p / 'eval_labels'}.get(labels)
         if lab_dir is not None and not lab_dir.is_dir():
             lab_dir = None
-        return load_folder(p / 'images', size, labels_dir=lab_dir, max_frames=max_frames)
-    return load_folder(p, size, max_frames=max_frames)
+        return load_folder(p / 'images', size, labels_dir=lab_dir, max_frames=max_frames,
+                           strict=strict)
+    return load_folder(p, size, max_frames=max_frames, strict=strict)
 
 
 def load_sequences(spec: str | os.PathLike, size: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import sys
 import torch.distributed as dist
 
 from sim_training.config_cli import add_config_flags, preset_config
+from sim_training.run_control import EXIT_INTERRUPTED, TrainingInterrupted
 from sim_training.translator.config import PRESETS, TranslatorConfig
 from sim_training.translator.trainer import train
 
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split('\n\n')[0])
     add_config_flags(p, TranslatorConfig, presets=PRESETS, exclude=('extra',),
                      choices={'preset': sorted(PRESETS)})
+    for action in p._actions:  # bare --resume continues the run in --out, as train_policy's
+        if action.dest == 'resume':
+            action.nargs, action.const = '?', 'auto'
     return p
 
 
@@ -45,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(argv)
     command = 'python -m sim_training.train_translator ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    train(cfg, command=command)
+    try:
+        train(cfg, command=command)
+    except TrainingInterrupted as e:
+        print(f'train_translator: {e}', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
+        print(f'train_translator: error: {e}', file=sys.stderr)
+        return 2
     if dist.is_initialized():
         dist.barrier()  # leave together: gloo aborts a peer still connected at teardown
         dist.destroy_process_group()

@@ -23,9 +23,23 @@ import bagfactory as bf  # noqa: E402
 torch = pytest.importorskip('torch')
 pytest.importorskip('rosbags')
 
-from test_replay import cfg, read_bag, weights  # noqa: E402,F401  (fixture re-used)
+from test_replay import cfg, read_bag  # noqa: E402
 
 from vr_goggles.replay import ReplayError, replay  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory) -> dict[str, str]:
+    """Tiny generator weights written with vr_goggles.weights.save (as test_replay's)."""
+    from vr_goggles.models import build
+    from vr_goggles.weights import ModelCard, save
+
+    d = tmp_path_factory.mktemp('weights')
+    torch.manual_seed(0)
+    gk = {'ngf': 4, 'n_blocks': 1, 'n_down': 2}
+    save(d / 'gen', build('ResnetGenerator', **gk).state_dict(),
+         ModelCard(name='gen', architecture='ResnetGenerator', kwargs=gk, input_size=[64, 64]))
+    return {'model': str(d / 'gen')}
 
 
 def _write(path: Path, msgs: list[tuple[str, str, object, int]], *, ros1: bool = False) -> Path:

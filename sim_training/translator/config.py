@@ -91,7 +91,10 @@ class TranslatorConfig:
     # --- run
     out: str = 'runs/translator'  #: run folder (checkpoint, config, tensorboard, snapshots)
     export: str = ''              #: write the real->sim generator here (safetensors + card)
-    resume: str = ''              #: '' | 'auto' (out/last.pt if present) | checkpoint path
+    resume: str = ''              #: '' | 'auto' (out/last.pt if present; also bare --resume)
+    #:                                | checkpoint path
+    overwrite: bool = False       #: start again at step 0 in an --out that holds a run
+    strict_images: bool = False   #: refuse a source with an unreadable image (default: skip it)
     seed: int = 0                 #: seed of weights, data sampling, pools and shift draws
     threads: int = 1              #: torch intra-op threads per process
     device: str = 'cpu'           #: cpu | cuda[:N] (torchrun: one GPU per process)

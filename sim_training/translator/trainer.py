@@ -21,6 +21,7 @@ from pathlib import Path
 import random
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,12 @@ import torch.distributed as dist
 
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
 from sim_training.image_pool import ImagePool
+from sim_training.run_control import (
+    StopOnInterrupt,
+    TrainingInterrupted,
+    refuse_existing_run,
+    small_domain_warning,
+)
 from sim_training.translator import objective
 from sim_training.translator.config import TranslatorConfig, class_weights
 from sim_training.translator.objective import Networks, unwrap
@@ -140,6 +147,7 @@ class TranslatorTrainer:
         self.shift_rng = torch.Generator().manual_seed(base + 5)
         self.step = 0
         self.wall_s = 0.0  #: training wall time summed over resumed segments
+        self.mark = time.perf_counter()  #: when wall_s was last brought up to date
 
     # -----------------------------------------------------------------------------------------
     def lr_factor(self, step: int) -> float:
@@ -339,9 +347,9 @@ def load_domains(cfg: TranslatorConfig) -> tuple[FrameSet, FrameSet]:
         raise ValueError('--sim and --real are required (or --synthetic N)')
     mf = cfg.max_frames or None
     sim = load_source(cfg.sim, size, topic=cfg.sim_topic or None, labels='train',
-                      max_frames=mf)
+                      max_frames=mf, strict=cfg.strict_images)
     real = load_source(cfg.real, size, topic=cfg.real_topic or None, labels='none',
-                       max_frames=mf)
+                       max_frames=mf, strict=cfg.strict_images)
     return sim, real
 
 
@@ -391,14 +399,20 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
     warning = bf16_warning(cfg)
     if warning and rank == 0:
         print(f'warning: {warning}', file=sys.stderr, flush=True)
+    ckpt = Path(cfg.out) / 'last.pt'
+    if not cfg.bench_iters and not cfg.resume and not cfg.overwrite and rank == 0:
+        refuse_existing_run(cfg.out, ckpt.name, resume_flag='--resume')
     if sim is None or real is None:
         sim, real = load_domains(cfg)
+    for domain, flag in ((sim, '--sim'), (real, '--real')):
+        warning = small_domain_warning(domain.name, flag, len(domain))
+        if warning and rank == 0 and not cfg.synthetic:
+            print(f'warning: {warning}', file=sys.stderr, flush=True)
     trainer = TranslatorTrainer(cfg, sim=sim, real=real, segmenter=segmenter, rank=rank,
                                 world_size=world)
     out = Path(cfg.out)
     if cfg.bench_iters:
         return _bench(trainer, cfg.bench_iters)
-    ckpt = out / 'last.pt'
     resume = cfg.resume
     if resume == 'auto':
         resume = str(ckpt) if ckpt.exists() else ''
@@ -418,9 +432,42 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
 
     bar = tqdm(total=cfg.steps, initial=trainer.step, disable=rank != 0 or not cfg.progress,
                mininterval=5.0, dynamic_ncols=True)
-    t0 = t_mark = time.perf_counter()
+    t0 = time.perf_counter()
     start_step = trainer.step
-    while trainer.step < cfg.steps:
+    stop = StopOnInterrupt(enabled=world == 1, what='the translator')
+    with stop:
+        _loop(trainer, cfg, writer, bar, ckpt, command, stop, world, t0, start_step)
+    bar.close()
+    if stop.requested and trainer.step < cfg.steps:
+        trainer.wall_s += time.perf_counter() - trainer.mark
+        trainer.save_checkpoint(ckpt)
+        if writer is not None:
+            writer.close()
+        raise TrainingInterrupted(f'interrupted at step {trainer.step} of {cfg.steps}: '
+                                  f'checkpoint {ckpt} saved; rerun with --resume to continue')
+    wall = time.perf_counter() - t0
+    trainer.wall_s += time.perf_counter() - trainer.mark
+    if rank == 0:
+        summary = {'train_wall_s': round(trainer.wall_s, 1),
+                   'wall_s_this_run': round(wall, 1), 'steps_this_run': trainer.step - start_step,
+                   'ms_per_step_this_run': round(1000 * wall / max(1, trainer.step - start_step),
+                                                 2)}
+        (out / 'train_summary.json').write_text(json.dumps(summary, indent=1) + '\n')
+        print(json.dumps(summary), flush=True)
+        if writer is not None:
+            writer.close()
+        if cfg.export:
+            path = trainer.export(cfg.export, command=command, extra=summary)
+            print(f'exported {path}', flush=True)
+    return trainer
+
+
+def _loop(trainer: TranslatorTrainer, cfg: TranslatorConfig, writer: Any, bar: Any, ckpt: Path,
+          command: str, stop: StopOnInterrupt, world: int, t0: float, start_step: int) -> None:
+    """Steps until ``cfg.steps`` or a Ctrl-C (checked between whole steps)."""
+    out, rank = Path(cfg.out), trainer.rank
+    trainer.mark = t0
+    while trainer.step < cfg.steps and not stop.requested:
         logs = trainer.train_step()
         bar.update(1)
         s = trainer.step
@@ -435,29 +482,13 @@ def train(cfg: TranslatorConfig, *, sim: FrameSet | None = None, real: FrameSet 
             writer.add_image('real|G(real)|cycle / sim|F(sim)|cycle', trainer.image_grid(), s)
         if cfg.ckpt_every and (s % cfg.ckpt_every == 0 or s == cfg.steps):
             now = time.perf_counter()
-            trainer.wall_s += now - t_mark
-            t_mark = now
+            trainer.wall_s += now - trainer.mark
+            trainer.mark = now
             trainer.save_checkpoint(ckpt)
             if world > 1:
                 dist.barrier()
         if rank == 0 and cfg.snapshot_every and s % cfg.snapshot_every == 0:
             trainer.export(out / 'snapshots' / f'step_{s:06d}', command=command)
-    bar.close()
-    wall = time.perf_counter() - t0
-    trainer.wall_s += time.perf_counter() - t_mark
-    if rank == 0:
-        summary = {'train_wall_s': round(trainer.wall_s, 1),
-                   'wall_s_this_run': round(wall, 1), 'steps_this_run': trainer.step - start_step,
-                   'ms_per_step_this_run': round(1000 * wall / max(1, trainer.step - start_step),
-                                                 2)}
-        (out / 'train_summary.json').write_text(json.dumps(summary, indent=1) + '\n')
-        print(json.dumps(summary), flush=True)
-        if writer is not None:
-            writer.close()
-        if cfg.export:
-            path = trainer.export(cfg.export, command=command, extra=summary)
-            print(f'exported {path}', flush=True)
-    return trainer
 
 
 def _bench(trainer: TranslatorTrainer, iters: int, warm: int = 3) -> TranslatorTrainer:
