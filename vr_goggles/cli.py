@@ -24,6 +24,7 @@ VERBS = {
     'bench': 'bench',
     'replay': 'replay',
     'reproduce': 'reproduce',
+    'labels': 'labels',
 }
 
 
