@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
 from pathlib import Path
 import signal
@@ -41,9 +42,10 @@ class StopOnInterrupt:
     keeps its usual meaning.
     """
 
-    def __init__(self, enabled: bool = True, what: str = 'training'):
+    def __init__(self, enabled: bool = True, what: str = 'training', unit: str = 'step'):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.what = what
+        self.unit = unit  #: what is finished before stopping ('step'; PPO: a rollout + update)
         self.requested = False
         self._previous: Any = None
 
@@ -51,7 +53,7 @@ class StopOnInterrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print(f'\nCtrl-C: stopping {self.what} after this step and saving a checkpoint '
+        print(f'\nCtrl-C: stopping {self.what} after this {self.unit} and saving a checkpoint '
               '(Ctrl-C again to quit without saving)', file=sys.stderr, flush=True)
 
     def __enter__(self) -> StopOnInterrupt:
@@ -62,6 +64,20 @@ class StopOnInterrupt:
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def ignore_sigint_in_worker(make: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap a worker's factory so the worker ignores SIGINT.
+
+    A terminal's Ctrl-C reaches the whole process group: simulator workers would die with a
+    ``KeyboardInterrupt`` traceback each while the main process is saving its checkpoint. The
+    main process alone decides when to stop (:class:`StopOnInterrupt`) and then closes them.
+    """
+    def make_ignoring_sigint() -> Any:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return make()
+
+    return make_ignoring_sigint
 
 
 def refuse_existing_run(out: str | os.PathLike, checkpoint: str, *, resume_flag: str,

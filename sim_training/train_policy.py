@@ -7,7 +7,10 @@ policies' exact commands are their cards' ``training_command``.
 
 Checkpoints (``RUN_DIR/checkpoint.zip`` + ``checkpoint.json``) are written atomically at rollout
 boundaries, so ``--resume`` loses no trained-on step and continues with the same step / update
-counters and learning-rate schedule. The code lives in :mod:`sim_training.policy_training`.
+counters and learning-rate schedule. A rerun on a ``--run-dir`` holding a checkpoint is refused
+unless ``--resume`` or ``--overwrite`` says which; Ctrl-C finishes the rollout and update under
+way, saves the checkpoint and exits 130 with one line. The code lives in
+:mod:`sim_training.policy_training`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ os.environ.setdefault('PYGLET_HEADLESS', '1')
 from sim_training.policy_training import args as _args  # noqa: E402
 from sim_training.policy_training.args import Args  # noqa: E402
 from sim_training.policy_training.trainer import NavFeaturesExtractor, Trainer  # noqa: E402
+from sim_training.run_control import EXIT_INTERRUPTED, TrainingInterrupted  # noqa: E402
 
 # NavFeaturesExtractor: checkpoints saved before sim_training.policy_training existed name it
 # as sim_training.train_policy.NavFeaturesExtractor, so it must stay importable from here.
@@ -33,7 +37,15 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    Trainer(parse_args(argv), argv).train()
+    args = parse_args(argv)
+    try:
+        Trainer(args, argv).train()
+    except TrainingInterrupted as e:
+        print(f'train_policy: {e}', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
+        print(f'train_policy: error: {e}', file=sys.stderr)
+        return 2
     return 0
 
 

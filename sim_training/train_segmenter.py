@@ -14,7 +14,10 @@ sim-only model is confidently wrong on real frames, so its pseudo-labels cannot 
 With ``--out``, the run checkpoints atomically every ``--ckpt-every`` steps to ``OUT.ckpt.pt``
 (model, optimizer, schedule, sampler and torch random state), so ``--resume auto`` continues an
 interrupted run to the same weights as an uninterrupted one; the checkpoint is removed once the
-weights are saved.
+weights are saved. Like every training command it behaves as a tool: a rerun on an ``--out`` that
+holds a run (its checkpoint or its weights) is refused, naming ``--resume`` and ``--overwrite``;
+Ctrl-C stops after the current step, writes the checkpoint and exits 130 with one line
+(:mod:`sim_training.run_control`); a bare ``--resume`` means ``--resume auto``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ import torch.nn.functional as F
 
 from sim_training.config_cli import add_config_flags, setting_differences
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
+from sim_training.run_control import (
+    EXIT_INTERRUPTED,
+    StopOnInterrupt,
+    TrainingInterrupted,
+    refuse_existing_run,
+    small_domain_warning,
+)
 from vr_goggles.goggles.quality import confusion_matrix, iou_per_class, mean_iou
 from vr_goggles.image.semantics import CLASS_NAMES, NUM_CLASSES, class_weights
 from vr_goggles.models.segmenter import SegmentationNet
@@ -59,13 +69,16 @@ class SegmenterConfig:
     threads: int = 1          #: torch intra-op threads
     out: str = ''             #: weights path (safetensors + card); '' = do not save
     ckpt_every: int = 500     #: with ``out``: checkpoint every N steps to OUT.ckpt.pt (0: never)
-    resume: str = ''          #: '' | 'auto' (OUT.ckpt.pt if present) | a checkpoint path
+    resume: str = ''          #: '' | 'auto' (OUT.ckpt.pt if present; also bare --resume) | a path
+    overwrite: bool = False   #: start again at step 0 where OUT's checkpoint or weights exist
+    strict_images: bool = False  #: refuse a source with an unreadable image (default: skip it)
     tb: str = ''              #: tensorboard log folder for the loss and final IoUs ('' = none)
 
 
 #: Fields that may differ between a checkpoint and the run resuming it (they do not change what
 #: is learned); any other difference is refused.
-_RESUMABLE_CHANGES = ('threads', 'ckpt_every', 'resume', 'eval_real', 'out', 'tb')
+_RESUMABLE_CHANGES = ('threads', 'ckpt_every', 'resume', 'eval_real', 'out', 'tb', 'overwrite',
+                      'strict_images')
 
 
 def checkpoint_path(out: str | Path) -> Path:
@@ -97,6 +110,23 @@ def _load_checkpoint(path: Path, cfg: SegmenterConfig) -> dict:
     if diff:
         raise ValueError(f'{path}: checkpoint of a different run ({diff})')
     return state
+
+
+def refuse_rerun(out: str, ckpt: Path, *, resuming: bool) -> None:
+    """Refuse an ``--out`` that holds a run this command would silently restart or replace.
+
+    An interrupted run (``OUT.ckpt.pt``) continues with ``--resume``; a finished one (its
+    weights, the checkpoint removed) has nothing to resume, so only ``--overwrite`` trains it
+    again. Raises ``ValueError`` naming the file and the flags.
+    """
+    if not resuming:
+        refuse_existing_run(ckpt.parent, ckpt.name, resume_flag='--resume')
+    from vr_goggles.weights import paths_for
+
+    weights = paths_for(out)[0]
+    if not resuming and weights.exists():
+        raise ValueError(f'{weights} already exists (a finished run); --overwrite trains it '
+                         'again from step 0 and replaces it')
 
 
 def _split(sources: list[FrameSet], val_fraction: float) -> tuple[FrameSet, FrameSet]:
@@ -137,25 +167,32 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     size = (cfg.size, cfg.size)
     weights = class_weights(cfg.class_weights, flag='class_weights')  # fail before loading
     weight = None if weights is None else torch.tensor(weights)
+    ckpt = checkpoint_path(cfg.out) if cfg.out else None
+    resume = cfg.resume
+    if resume == 'auto':
+        resume = str(ckpt) if ckpt is not None and ckpt.is_file() else ''
+    if ckpt is not None and not cfg.overwrite:
+        refuse_rerun(cfg.out, ckpt, resuming=bool(resume))
     if cfg.synthetic:
         frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
         sources = [frames]
     else:
-        sources = [load_source(spec, size, labels='train')
+        sources = [load_source(spec, size, labels='train', strict=cfg.strict_images)
                    for spec in cfg.data.split(',') if spec.strip()]
     for frames in sources:
         if frames.labels is None:
             raise ValueError(f'{frames.name}: no labels/ folder (collect with the sim or '
                              'randomized domain)')
+    if not cfg.synthetic:
+        warning = small_domain_warning('+'.join(f.name for f in sources), '--data',
+                                       sum(len(f) for f in sources))
+        if warning:
+            print(f'warning: {warning}', file=sys.stderr, flush=True)
     train_set, val_set = _split(sources, cfg.val_fraction)
     model = SegmentationNet(width=cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     sampler = FrameSampler(train_set, seed=cfg.seed, flip=True, crop_pad=cfg.crop_pad)
-    ckpt = checkpoint_path(cfg.out) if cfg.out else None
-    resume = cfg.resume
-    if resume == 'auto':
-        resume = str(ckpt) if ckpt is not None and ckpt.is_file() else ''
     start, wall_before = 0, 0.0
     if resume:
         state = _load_checkpoint(Path(resume), cfg)
@@ -174,27 +211,42 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     t0 = time.perf_counter()
     from tqdm import tqdm
 
-    for step in tqdm(range(start, cfg.steps), mininterval=5.0, initial=start,
-                     total=cfg.steps):
-        model.train()
-        x, y = sampler.sample(cfg.batch_size)
-        loss = F.cross_entropy(model(x), y, weight=weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 200 == 0:
-            print(f'step {step} loss {loss.item():.4f}', flush=True)
-            if writer is not None:
-                writer.add_scalar('train/loss', loss.item(), step)
-        done = step + 1
-        if ckpt is not None and cfg.ckpt_every > 0 and done % cfg.ckpt_every == 0 \
-                and done < cfg.steps:
-            _save_checkpoint(ckpt, {
-                'config': asdict(cfg), 'step': done, 'model': model.state_dict(),
-                'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                'sampler_rng': sampler.generator.get_state(), 'torch_rng': torch.get_rng_state(),
-                'wall_s': wall_before + time.perf_counter() - t0})
+    def save_checkpoint(done: int) -> None:
+        assert ckpt is not None
+        _save_checkpoint(ckpt, {
+            'config': asdict(cfg), 'step': done, 'model': model.state_dict(),
+            'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+            'sampler_rng': sampler.generator.get_state(), 'torch_rng': torch.get_rng_state(),
+            'wall_s': wall_before + time.perf_counter() - t0})
+
+    done = start
+    with StopOnInterrupt(enabled=ckpt is not None, what='the segmenter') as stop:
+        for step in tqdm(range(start, cfg.steps), mininterval=5.0, initial=start,
+                         total=cfg.steps):
+            if stop.requested:
+                break
+            model.train()
+            x, y = sampler.sample(cfg.batch_size)
+            loss = F.cross_entropy(model(x), y, weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % 200 == 0:
+                print(f'step {step} loss {loss.item():.4f}', flush=True)
+                if writer is not None:
+                    writer.add_scalar('train/loss', loss.item(), step)
+            done = step + 1
+            if ckpt is not None and cfg.ckpt_every > 0 and done % cfg.ckpt_every == 0 \
+                    and done < cfg.steps:
+                save_checkpoint(done)
+    if stop.requested and done < cfg.steps:
+        assert ckpt is not None  # only a run with --out listens for Ctrl-C
+        save_checkpoint(done)
+        if writer is not None:
+            writer.close()
+        raise TrainingInterrupted(f'interrupted at step {done} of {cfg.steps}: checkpoint '
+                                  f'{ckpt} saved; rerun with --resume to continue')
     metrics = {'sim_val': evaluate(model, val_set), 'train_wall_s': round(
         wall_before + time.perf_counter() - t0, 1), 'steps': cfg.steps}
     if cfg.eval_real:
@@ -235,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_flags(p, SegmenterConfig)
+    for action in p._actions:  # bare --resume continues the run in --out, as everywhere
+        if action.dest == 'resume':
+            action.nargs, action.const = '?', 'auto'
     return p
 
 
@@ -247,7 +302,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error('--data is required')
     command = 'python -m sim_training.train_segmenter ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    train(cfg, command)
+    try:
+        train(cfg, command)
+    except TrainingInterrupted as e:
+        print(f'train_segmenter: {e}', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
+        print(f'train_segmenter: error: {e}', file=sys.stderr)
+        return 2
     return 0
 
 

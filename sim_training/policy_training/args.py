@@ -100,6 +100,9 @@ class Args:
     .json), to choose one later on training-split layouts (evaluate_policy --split train)"""
     resume: bool = False
     """continue from RUN_DIR/checkpoint.zip with the same counters"""
+    overwrite: bool = False
+    """start again from step 0 in a RUN_DIR that holds a run (its checkpoint.zip is replaced at
+    the first checkpoint); without it, or --resume, such a RUN_DIR is refused"""
     init_from: str = ''
     """start a fresh run from another run's checkpoint.zip (same encoder sizes): weights are
     copied and a narrower first conv (fewer stacked frames) is widened with zeros for the

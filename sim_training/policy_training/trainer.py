@@ -8,6 +8,7 @@ the same tensors on the robot (``vr_goggles.policy.Policy``) as it did in traini
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 import os
 from pathlib import Path
@@ -36,6 +37,12 @@ from sim_training.policy_training.checkpoints import (
     write_checkpoint,
 )
 from sim_training.policy_training.wrappers import make_env
+from sim_training.run_control import (
+    StopOnInterrupt,
+    TrainingInterrupted,
+    ignore_sigint_in_worker,
+    refuse_existing_run,
+)
 from vr_goggles.models.actor import NavEncoder
 
 
@@ -75,11 +82,35 @@ def make_vec_env(args: Args):
                     turn_window=args.turn_window, camera_augment=args.camera_augment)
            for _ in range(args.n_envs)]
     if args.vec_env == 'subproc' and args.n_envs > 1:
-        venv = SubprocVecEnv(fns, start_method='forkserver')
+        # Ctrl-C is the main process's to handle (StopOnInterrupt), not each worker's
+        venv = SubprocVecEnv([ignore_sigint_in_worker(f) for f in fns],
+                             start_method='forkserver')
     else:
         venv = DummyVecEnv(fns)
     venv.seed(args.seed)
     return venv
+
+
+class StopCallback(BaseCallback):
+    """After a Ctrl-C, save at the next rollout start (right after a PPO update) and stop.
+
+    That is the state :class:`CheckpointCallback` also saves, so ``--resume`` continues as if
+    the run had never stopped; stopping mid-rollout would count steps no update trained on.
+    """
+
+    def __init__(self, stop: StopOnInterrupt, save: Callable[[], None]):
+        super().__init__()
+        self.stop = stop
+        self.save = save
+        self.saved_at: int | None = None  #: steps at the checkpoint written on Ctrl-C
+
+    def _on_rollout_start(self) -> None:
+        if self.stop.requested and self.saved_at is None:
+            self.save()
+            self.saved_at = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        return self.saved_at is None
 
 
 class TqdmCallback(BaseCallback):
@@ -210,9 +241,13 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Train to ``total_timesteps`` (continuing a checkpoint with ``--resume``)."""
         a = self.args
+        if not a.resume and not a.overwrite:
+            refuse_existing_run(self.run_dir, CHECKPOINT, resume_flag='--resume')
         torch.set_num_threads(a.torch_threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         venv = make_vec_env(a)
+        stopper = StopCallback(StopOnInterrupt(what='PPO', unit='rollout and its update'),
+                               self.save_checkpoint)
         try:
             model = self.build(venv)
             self._steps0 = model.num_timesteps
@@ -220,19 +255,26 @@ class Trainer:
             self._load0 = list(os.getloadavg())
             remaining = a.total_timesteps - model.num_timesteps
             if remaining > 0:
-                callbacks = [CheckpointCallback(self.save_checkpoint, a.checkpoint_freq)]
+                callbacks = [CheckpointCallback(self.save_checkpoint, a.checkpoint_freq),
+                             stopper]
                 if a.progress:
                     callbacks.append(TqdmCallback())
-                model.learn(remaining, callback=callbacks,
-                            reset_num_timesteps=model.num_timesteps == 0,
-                            tb_log_name='PPO', progress_bar=False)
+                with stopper.stop:
+                    model.learn(remaining, callback=callbacks,
+                                reset_num_timesteps=model.num_timesteps == 0,
+                                tb_log_name='PPO', progress_bar=False)
             else:
                 print(f'already at {model.num_timesteps} >= {a.total_timesteps} steps',
                       flush=True)
-            self.save_checkpoint()
+            if stopper.saved_at is None:
+                self.save_checkpoint()
             state = self.current_state()
         finally:
             venv.close()
+        if stopper.saved_at is not None:
+            raise TrainingInterrupted(
+                f'interrupted at {stopper.saved_at} of {a.total_timesteps} steps: checkpoint '
+                f'{self.run_dir / CHECKPOINT} saved; rerun with --resume to continue')
         print(f'trained {state["num_timesteps"]} steps ({state["n_updates"]} updates) in '
               f'{state["wall_s"]:.0f} s total, {state["steps_per_s"]:.0f} steps/s; '
               f'checkpoint {self.run_dir / CHECKPOINT}', flush=True)
