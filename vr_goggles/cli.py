@@ -25,6 +25,10 @@ VERBS = {
     'replay': 'replay',
     'reproduce': 'reproduce',
     'labels': 'labels',
+    'frames': 'frames',
+    'collect': 'collect',
+    'train': 'train',
+    'select': 'select',
 }
 
 
