@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -375,7 +376,7 @@ def test_tensorrt_reuse_rebuild_decision(tmp_path):
     side.write_text('{broken')
     action, why = decide_engine_action(eng, want)
     assert action == 'build' and 'unreadable' in why and str(side) in why
-    side.write_text(json.dumps(want))
+    side.write_text(json.dumps(dict(want, engine_sha256=hashlib.sha256(b'engine').hexdigest())))
     assert decide_engine_action(eng, want)[0] == 'reuse'
     assert decide_engine_action(eng, want, force_engine_update=True) == \
         ('build', 'force_engine_update is set')

@@ -22,6 +22,14 @@ and the parity numbers. A TensorRT engine is only valid for the exact GPU model 
 versions that built it, so it is reused only when every field matches and rebuilt otherwise,
 or always with ``force_engine_update`` (names as in Isaac ROS ``isaac_ros_tensor_rt``).
 
+Loading an engine file unpickles it (``torch.export.load``), which can run code. The sidecar
+therefore also records the SHA-256 of the engine file as written (``engine_sha256``), and a file
+is loaded only when its bytes still have that digest: a mismatch is refused
+(:class:`EngineFileError` naming the file and both digests), never loaded and never silently
+overwritten; a sidecar without the digest (written before it was recorded) means a rebuild.
+This catches a swapped or damaged file, not someone who can rewrite both: engine caches belong
+in a folder only the robot's user can write (docs/your_robot.md, "Which files must be trusted").
+
 None of this can run without an NVIDIA GPU and the TensorRT libraries; every reason it cannot
 (not installed, version pair, no CUDA, CPU device) is an :class:`EngineUnavailable`, which
 ``auto`` reports and skips.
@@ -152,6 +160,8 @@ def decide_engine_action(engine_path: str | os.PathLike, expected: dict[str, Any
     """Return ``('reuse' | 'build', reason)`` for a saved engine and the expected metadata.
 
     Pure file logic (no TensorRT needed), so it is unit-tested on machines without a GPU.
+    Raises :class:`EngineFileError` when the sidecar matches but the file's SHA-256 does not
+    (:func:`verify_engine_file`).
     """
     engine_path = Path(engine_path)
     meta_path = metadata_path(engine_path)
@@ -171,7 +181,27 @@ def decide_engine_action(engine_path: str | os.PathLike, expected: dict[str, Any
              for k in METADATA_KEYS if found.get(k) != expected.get(k)]
     if diffs:
         return 'build', 'engine is stale (' + '; '.join(diffs) + ')'
-    return 'reuse', f'metadata of {engine_path} matches'
+    if not found.get('engine_sha256'):
+        return 'build', (f'metadata sidecar {meta_path} records no engine_sha256 (written '
+                         'before engine files were verified), so the file is not loaded')
+    verify_engine_file(engine_path, found['engine_sha256'])
+    return 'reuse', f'metadata of {engine_path} matches, SHA-256 verified'
+
+
+def verify_engine_file(engine_path: str | os.PathLike, expected_sha256: str) -> None:
+    """Raise :class:`EngineFileError` unless the file's SHA-256 is the sidecar's.
+
+    Called before the file is unpickled by ``torch.export.load``; no TensorRT needed.
+    """
+    from vr_goggles.weights import sha256_file
+
+    found = sha256_file(engine_path)
+    if found != expected_sha256:
+        raise EngineFileError(engine_path, f'SHA-256 {found} differs from {expected_sha256} '
+                                           f'recorded in {metadata_path(engine_path)} when it '
+                                           'was built: the file was changed or replaced, so it '
+                                           'is not loaded (loading unpickles it); delete it or '
+                                           'set force_engine_update to rebuild')
 
 
 def default_engine_path(stem: str, key: str, input_shape: tuple[int, ...],
@@ -302,6 +332,9 @@ class TensorRTEngine:
             torch_tensorrt.save(trt_gm, tmp, output_format='exported_program',
                                 arg_inputs=[example])
             make_readable(tmp)
+            from vr_goggles.weights import sha256_file
+
+            engine_sha256 = sha256_file(tmp)  # what a later start must find before loading
             # Drop the old sidecar first: a crash between the two writes must leave an engine
             # without metadata (rebuilt next time), never new bytes under old metadata.
             metadata_path(self.path).unlink(missing_ok=True)
@@ -310,7 +343,7 @@ class TensorRTEngine:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         from vr_goggles.weights import atomic_write_bytes
-        sidecar = dict(self.metadata, parity=self.parity)
+        sidecar = dict(self.metadata, engine_sha256=engine_sha256, parity=self.parity)
         atomic_write_bytes(metadata_path(self.path),
                            (json.dumps(sidecar, indent=2) + '\n').encode())
 
