@@ -1,5 +1,12 @@
 """``vr-goggles export``: weights -> ONNX for onnxruntime, ``trtexec`` or Isaac ROS TensorRT.
 
+A generator (the goggles) or the policy's actor (``--model policy_sim``: input ``(N, C, H, W)``
+with the channels of its card's frame stack and turn-memory planes, output the ``(N, 3)``
+action logits). The file records the SHA-256 of the weights it came from and their model key
+in its ``metadata_props``; written beside the weights as ``NAME.onnx``
+(``--onnx vr_goggles/weights/NAME.onnx --dynamic-batch``) it is what the ONNX Runtime engine
+of the nodes runs on a robot without torch, and a stale one is refused there.
+
 The graph has one input ``input``, float32 ``(N, 3, H, W)`` RGB in [-1, 1] (``x / 127.5 - 1``,
 see :mod:`vr_goggles.image.preprocess`) and one output ``output`` of the same shape and range. The
 batch is static (``--batch``, default 1) unless ``--dynamic-batch``; height and width are
@@ -19,7 +26,7 @@ from vr_goggles.engines.cli_support import add_model_arg
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``export``."""
-    p = subparsers.add_parser('export', help='export a generator to ONNX',
+    p = subparsers.add_parser('export', help='export a generator or policy actor to ONNX',
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
@@ -50,17 +57,28 @@ def run(args: argparse.Namespace) -> int:
     tolerance = args.tolerance
     if tolerance is None:
         tolerance = PARITY_TOLERANCES['fp16']['max_abs'] if args.fp16 else 1e-3
+    from vr_goggles.engines.onnx_files import metadata_for
+
     source, card = source_from_weights(args.model)
     h, w = source.input_size
+    c = source.in_channels
     path = export_onnx(source.module, args.onnx, source.input_size, opset=args.opset,
-                       batch=args.batch, dynamic_batch=args.dynamic_batch, fp16=args.fp16)
+                       batch=args.batch, dynamic_batch=args.dynamic_batch, fp16=args.fp16,
+                       in_channels=c, metadata=metadata_for(source))
     diff = verify_onnx(path, source.module, source.input_size,
-                       batch=1 if args.dynamic_batch else args.batch)
+                       batch=1 if args.dynamic_batch else args.batch, in_channels=c)
     n = 'batch' if args.dynamic_batch else str(args.batch)
     inside = 'float16 weights and arithmetic' if args.fp16 else 'float32 throughout'
-    print(f'wrote {path} (opset {args.opset}, model {card.name}, {inside})')
-    print(f"  input  '{INPUT_NAME}':  ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
-    print(f"  output '{OUTPUT_NAME}': ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
+    print(f'wrote {path} (opset {args.opset}, model {card.name}, {inside}, '
+          f'{path.stat().st_size / 1e6:.2f} MB, weights SHA-256 {source.sha256[:12]}...)')
+    if card.architecture == 'NavActor':
+        n_actions = int(card.kwargs.get('n_actions', 3))
+        print(f"  input  '{INPUT_NAME}':  ({n}, {c}, {h}, {w}) float32: the card's frame stack "
+              'and turn-memory planes in [-1, 1]')
+        print(f"  output '{OUTPUT_NAME}': ({n}, {n_actions}) float32 action logits")
+    else:
+        print(f"  input  '{INPUT_NAME}':  ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
+        print(f"  output '{OUTPUT_NAME}': ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
     print(f'  onnxruntime vs torch fp32 max abs diff: {diff:.3g} (tolerance {tolerance:g})')
     if not diff <= tolerance:
         raise RuntimeError(f'{path}: onnxruntime output differs from torch by {diff:.3g} '

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import sys
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -111,6 +112,21 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
     return Path(base) / 'vr_goggles'
+
+
+def torch_import_error() -> str | None:
+    """Why ``import torch`` fails here, or ``None`` when torch is importable (and imports it).
+
+    torch is optional on a robot that runs ONNX Runtime: whoever needs it for a fallback (an
+    on-the-fly export, ``auto`` timing torch) asks here first and says what to do instead.
+    """
+    if 'torch' in sys.modules and sys.modules['torch'] is not None:
+        return None
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        return f'{type(e).__name__}: {e}'
+    return None
 
 
 def state_dict_sha256(module: Any) -> str:

@@ -9,7 +9,8 @@ must be an explicit choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 import json
 import logging
 import os
@@ -21,11 +22,11 @@ import numpy as np
 
 from vr_goggles.engines.base import (
     Engine,
-    EngineFileError,
     EngineUnavailable,
     cache_dir,
     check_precision,
     model_key,
+    torch_import_error,
 )
 
 log = logging.getLogger('vr_goggles.engines')
@@ -34,26 +35,66 @@ log = logging.getLogger('vr_goggles.engines')
 BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
 
 
-@dataclass
 class ModelSource:
-    """A loaded generator plus what engines need to cache derived artefacts for it.
+    """A generator or actor plus what engines need to cache derived artefacts for it.
 
     ``architecture`` and ``kwargs`` come from the model card; with them :attr:`key` (what the
     ONNX, TensorRT and ``auto`` caches are keyed on) changes when the card changes the network
     while the tensors stay the same. Without them the module's structure stands in.
+
+    ``module`` may be given as ``loader`` instead: a callable that builds it on first use. The
+    ONNX Runtime engine then runs from an ONNX file (beside the weights or cached) without ever
+    building the torch module, so a robot without torch loads nothing of it.
+    ``weights_path`` is the ``.safetensors`` file, where an ONNX export beside it is looked for.
     """
 
-    module: Any
-    input_size: tuple[int, int]
-    sha256: str
-    stem: str = 'model'
-    architecture: str = ''
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, module: Any, input_size: tuple[int, int], sha256: str,
+                 stem: str = 'model', architecture: str = '',
+                 kwargs: dict[str, Any] | None = None, *,
+                 loader: Callable[[], Any] | None = None,
+                 weights_path: str | os.PathLike | None = None):
+        if module is None and loader is None:
+            raise ValueError('ModelSource: give the module or a loader that builds it')
+        self._module = module
+        self._loader = loader
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.sha256 = sha256
+        self.stem = stem
+        self.architecture = architecture
+        self.kwargs = dict(kwargs or {})
+        self.weights_path = Path(weights_path) if weights_path is not None else None
+
+    @property
+    def module(self) -> Any:
+        """The torch module, built by the loader on first use (this imports torch)."""
+        if self._module is None:
+            self._module = self._loader()
+        return self._module
+
+    @module.setter
+    def module(self, value: Any) -> None:
+        self._module = value
+
+    @property
+    def built(self) -> bool:
+        """Whether the torch module exists yet (False: nothing of torch was needed so far)."""
+        return self._module is not None
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the network: the card's ``in_channels`` (3: an RGB image)."""
+        return int(self.kwargs.get('in_channels', 3))
 
     @property
     def key(self) -> str:
         """SHA-256 of the tensors' hash, the architecture and its keyword sizes."""
-        return model_key(self.sha256, self.architecture, self.kwargs, module=self.module)
+        return model_key(self.sha256, self.architecture, self.kwargs,
+                         module=None if self.architecture else self.module)
+
+    def __repr__(self) -> str:
+        return (f'ModelSource(stem={self.stem!r}, architecture={self.architecture!r}, '
+                f'input_size={self.input_size}, sha256={self.sha256[:12]!r}, '
+                f'built={self.built})')
 
 
 @dataclass(frozen=True)
@@ -120,6 +161,9 @@ def create_engine(backend: str, source: ModelSource, *, device: str = 'cpu',
                   force_engine_update: bool = False) -> Engine:
     """Build one named backend; raises :class:`EngineUnavailable` if it cannot run here."""
     precision = check_precision(precision)
+    if backend in ('torch', 'tensorrt'):
+        require_torch(backend)
+        source.module  # noqa: B018 (a lazy source builds here: a bad file fails as it did)
     if backend == 'auto':
         return select_engine(source, device=device, precision=precision, compile=compile,
                              engine_file_path=engine_file_path,
@@ -130,18 +174,12 @@ def create_engine(backend: str, source: ModelSource, *, device: str = 'cpu',
                            channels_last=channels_last, compile=compile,
                            cuda_graphs=cuda_graphs, input_size=source.input_size)
     if backend == 'onnxruntime':
-        from vr_goggles.engines.onnx_engine import OnnxRuntimeEngine, ensure_onnx
+        from vr_goggles.engines.onnx_engine import OnnxRuntimeEngine
+        from vr_goggles.engines.onnx_files import open_for_source
         if check_precision(precision) != 'fp32':
             raise EngineUnavailable('onnxruntime', f'precision {precision} not offered '
                                                    '(the exported graph is fp32)')
-        path = ensure_onnx(source.module, source.key, source.stem, source.input_size)
-        try:
-            engine = OnnxRuntimeEngine(path, device=device)
-        except EngineFileError:
-            log.warning('ONNX cache %s is unreadable; exporting it again', path)
-            path.unlink(missing_ok=True)
-            path = ensure_onnx(source.module, source.key, source.stem, source.input_size)
-            engine = OnnxRuntimeEngine(path, device=device)
+        engine = open_for_source(source, lambda p: OnnxRuntimeEngine(p, device=device))
         engine.input_size = source.input_size
         return engine
     if backend == 'tensorrt':
@@ -155,6 +193,15 @@ def create_engine(backend: str, source: ModelSource, *, device: str = 'cpu',
                               force_engine_update=force_engine_update, stem=source.stem,
                               key=source.key)
     raise ValueError(f'engine: expected one of {", ".join(BACKENDS)}, got {backend!r}')
+
+
+def require_torch(backend: str) -> None:
+    """Refuse a torch-based backend in one line when torch cannot be imported."""
+    err = torch_import_error()
+    if err:
+        raise EngineUnavailable(backend, f'needs torch, which cannot be imported ({err}); '
+                                         "install it (pip install 'vr_goggles[torch]') or use "
+                                         'engine onnxruntime')
 
 
 def _cpu_model() -> str:
@@ -260,11 +307,15 @@ def select_engine(source: ModelSource, *, device: str = 'auto', precision: str =
     GPUs. Logs one line naming the choice and why every other option was skipped; a warning
     when a GPU is present but TensorRT was not taken, so a GPU robot never falls back silently.
     """
+    precision = check_precision(precision)
+    no_torch = torch_import_error()
+    if no_torch:
+        return _without_torch(source, device, precision, no_torch)
     import torch
 
     from vr_goggles.engines.torch_engine import cuda_unavailable_reason
 
-    precision = check_precision(precision)
+    source.module  # noqa: B018 (a lazy source builds here: every candidate but one needs it)
     skipped: list[str] = []
     engine: Engine | None = None
     why = ''
@@ -305,14 +356,42 @@ def select_engine(source: ModelSource, *, device: str = 'auto', precision: str =
     return engine
 
 
-def source_from_weights(path: str | os.PathLike, *, verify_hash: bool = True) -> tuple[
-        ModelSource, Any]:
-    """Load a weights file into a :class:`ModelSource` (and return its card)."""
-    from vr_goggles.weights import build_module, resolve, sha256_file
+def _without_torch(source: ModelSource, device: str, precision: str,
+                   why_not: str) -> Engine:
+    """``auto`` where torch cannot be imported: ONNX Runtime is the one backend left."""
+    if precision != 'fp32':
+        raise EngineUnavailable('auto', f'precision {precision} needs torch, which cannot be '
+                                        f'imported ({why_not}); use fp32 (ONNX Runtime)')
+    engine = create_engine('onnxruntime', source, device='cpu' if device == 'auto' else device)
+    skipped = [f'{b}: skipped (torch cannot be imported: {why_not})'
+               for b in ('tensorrt', 'torch')]
+    why = 'the one backend without torch'
+    log.info('engine auto: chose %s (%s, %s): %s; %s', engine.name, engine.device,
+             engine.precision, why, '; '.join(skipped))
+    engine.auto_report = {'chosen': engine.name, 'why': why, 'skipped': skipped}
+    return engine
 
-    module, card = build_module(path, verify_hash=verify_hash)
+
+def source_from_weights(path: str | os.PathLike, *, verify_hash: bool = True,
+                        engine: str | None = None) -> tuple[ModelSource, Any]:
+    """Load a weights file into a :class:`ModelSource` (and return its card).
+
+    The file and its card are checked here (hash, format) without torch. The torch module is
+    built here too, so a state dict that does not fit the card fails at once, unless
+    ``engine='onnxruntime'`` or torch cannot be imported: then it is built on first use (an
+    ONNX export), and an ONNX file beside the weights or in the cache runs with no torch.
+    """
+    from vr_goggles.weights import build_module, load, resolve, sha256_file
+
     tensors = resolve(path)
+    _, card = load(tensors, verify_hash=verify_hash)
     sha = card.sha256 or sha256_file(tensors)
-    return ModelSource(module, (int(card.input_size[0]), int(card.input_size[1])), sha,
+
+    def build() -> Any:
+        return build_module(tensors, verify_hash=verify_hash)[0]
+
+    lazy = engine == 'onnxruntime' or torch_import_error() is not None
+    return ModelSource(None if lazy else build(),
+                       (int(card.input_size[0]), int(card.input_size[1])), sha,
                        Path(tensors).stem, architecture=card.architecture,
-                       kwargs=dict(card.kwargs)), card
+                       kwargs=dict(card.kwargs), loader=build, weights_path=tensors), card

@@ -72,7 +72,7 @@ class Goggles:
         ``auto`` lets it take TensorRT or CUDA when present). A bad weights file raises
         :class:`vr_goggles.weights.WeightsError` naming the file.
         """
-        source, card = source_from_weights(model)
+        source, card = source_from_weights(model, engine=engine)
         return cls.from_source(source, card, engine=engine, device=device, precision=precision,
                                engine_file_path=engine_file_path,
                                force_engine_update=force_engine_update, compile=compile,
