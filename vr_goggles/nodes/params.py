@@ -13,6 +13,7 @@ from typing import Any
 
 from vr_goggles.goggles.facade import parse_output_size, target_size  # noqa: F401 (API)
 from vr_goggles.policy.actions import CONTROL_PERIOD
+from vr_goggles.policy.policy import POLICY_ENGINES
 
 QOS_CHOICES = ('sensor_data', 'reliable', 'default')
 ENGINE_CHOICES = ('auto', 'tensorrt', 'torch', 'onnxruntime')
@@ -143,6 +144,10 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
 POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('model', 'policy_sim', 'Policy weights: a shipped name (policy_sim, '
               'policy_randomized) or a path to NAME.safetensors.', read_only=True),
+    ParamSpec('engine', 'auto', 'What runs the actor: onnxruntime (its ONNX export beside '
+              'the weights or cached; no torch needed), torch, or auto (onnxruntime when an '
+              'export exists or torch is missing, else torch; see docs/engines.md).',
+              read_only=True, choices=POLICY_ENGINES),
     ParamSpec('rate', 10.0, 'cmd_vel publishing rate in Hz.', read_only=True,
               range=(0.1, 1000.0)),
     ParamSpec('max_linear', 0.5, 'Clamp |linear.x| to this (m/s).', range=(0.0, 10.0)),

@@ -80,16 +80,17 @@ class PolicyNode(StopReleaseLifecycleNode):
 
         p = self.params
         try:
-            self.policy = Policy.load(p['model'])
+            self.policy = Policy.load(p['model'], engine=p['engine'])
         except Exception as exc:  # noqa: BLE001 (any load failure is a failed transition)
-            self.get_logger().error(f'configure: cannot load policy {p["model"]!r}: {exc}')
+            self.get_logger().error(f'configure: cannot load policy {p["model"]!r} with engine '
+                                    f'{p["engine"]!r}: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._decode = codec.image_to_rgb
         msg_type = TwistStamped if p['stamped'] else Twist
         self._pub = self.create_lifecycle_publisher(msg_type, 'cmd_vel',
                                                     qos_profile(p['output_qos']))
-        self.get_logger().info(f'configured: policy {p["model"]!r}, {p["rate"]} Hz, '
-                               f'{msg_type.__name__} on {self._pub.topic_name}')
+        self.get_logger().info(f'configured: policy {p["model"]!r} on {self.policy.engine}, '
+                               f'{p["rate"]} Hz, {msg_type.__name__} on {self._pub.topic_name}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -207,6 +208,7 @@ class PolicyNode(StopReleaseLifecycleNode):
             'state': 'active' if self.active else ('inactive' if self.policy else
                                                    'unconfigured'),
             'model': self.params['model'], 'stale': self.stale,
+            'engine': getattr(self.policy, 'engine', ''),
             'image_rate_hz': round(self.image_rate.rate(), 2),
             'cmd_rate_hz': round(self.cmd_rate.rate(), 2),
             'last_action': ('' if self.last_action is None

@@ -16,6 +16,12 @@ interrupted stream). The slots are the last ``frame_stack`` control steps; a car
 ``turn_memory`` (default 0: none) adds the :class:`vr_goggles.policy.turn_memory.TurnMemory`
 planes after the frames (two with ``turn_window``): the policy counts its own turning steps,
 assuming the action it chose (the argmax) is the one the robot executed.
+
+The actor runs in torch (``engine='torch'``, the default: what training and the evaluation
+numbers use) or in ONNX Runtime (``engine='onnxruntime'``) from its ONNX export, with the same
+logits within 1e-5 and without importing torch: the file beside the weights (shipped:
+``vr_goggles/weights/policy_sim.onnx``) or the export cache, as
+:mod:`vr_goggles.engines.onnx_files` finds and checks it.
 """
 
 from __future__ import annotations
@@ -32,11 +38,15 @@ from vr_goggles.policy.frame_stack import FrameStack
 from vr_goggles.policy.turn_memory import TurnMemory, n_planes
 from vr_goggles.weights import ModelCard, WeightsError, build_module, resolve
 
+#: ``engine`` of :meth:`Policy.load` (and the policy_node parameter).
+POLICY_ENGINES = ('auto', 'torch', 'onnxruntime')
+
 
 class Policy:
     """Camera image (uint8, any size/colour order) -> discrete action / ``cmd_vel`` velocity."""
 
-    def __init__(self, module: Any, card: ModelCard, *, name: str = ''):
+    def __init__(self, module: Any, card: ModelCard, *, name: str = '',
+                 runner: Any = None, source: Any = None):
         if card.architecture != 'NavActor':
             raise WeightsError(name or card.name, f'expected a NavActor policy, card says '
                                                   f'{card.architecture!r}')
@@ -71,7 +81,11 @@ class Policy:
                                f'card frame_offsets={offsets!r}: only the consecutive stack '
                                f'{consecutive} is supported (the dilated stack was removed; '
                                f'commit 083bc5e runs it)')
-        self.module = module
+        #: the torch actor (built from ``source`` on first use when not given)
+        self._module = module
+        self._source = source
+        #: numpy logits function replacing the torch module (ONNX Runtime), or None
+        self.runner = runner
         self.card = card
         self.name = name or card.name
         keep_aspect = bool(card.extra.get('preprocessing', {}).get('keep_aspect', True))
@@ -81,14 +95,51 @@ class Policy:
         self.turns = (TurnMemory(self.turn_memory, period=self.period, window=self.turn_window)
                       if self.turn_memory else None)
 
+    @property
+    def module(self) -> Any:
+        """The torch actor (imports torch; built on first use for an ONNX Runtime policy)."""
+        if self._module is None and self._source is not None:
+            self._module = self._source.module
+        return self._module
+
+    @module.setter
+    def module(self, value: Any) -> None:
+        self._module = value
+
+    @property
+    def engine(self) -> str:
+        """``torch`` or ``onnxruntime``: what runs the actor."""
+        return 'torch' if self.runner is None else 'onnxruntime'
+
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = 'policy_sim') -> Policy:
+    def load(cls, name_or_path: str | os.PathLike = 'policy_sim', *,
+             engine: str = 'torch') -> Policy:
         """Load a shipped policy by name or a ``.safetensors``/``.json`` path.
 
-        Raises :class:`vr_goggles.weights.WeightsError` for a missing, corrupt or mismatched file.
+        ``engine``: ``torch`` (default), ``onnxruntime`` (the ONNX export; no torch import
+        when the file exists beside the weights or in the cache) or ``auto`` (ONNX Runtime when
+        an export of these weights exists or torch cannot be imported, else torch).
+        Raises :class:`vr_goggles.weights.WeightsError` for a missing, corrupt or mismatched
+        file, :class:`vr_goggles.engines.EngineUnavailable` when the engine cannot run here.
         """
-        module, card = build_module(name_or_path)
-        return cls(module, card, name=str(resolve(name_or_path)))
+        from vr_goggles.engines.factory import source_from_weights
+
+        if engine not in POLICY_ENGINES:
+            raise ValueError(f'engine: expected one of {", ".join(POLICY_ENGINES)}, got '
+                             f'{engine!r}')
+        if engine == 'torch':
+            from vr_goggles.engines.factory import require_torch
+
+            require_torch('torch')  # one line, not an ImportError traceback, without torch
+            module, card = build_module(name_or_path)
+            return cls(module, card, name=str(resolve(name_or_path)))
+        source, card = source_from_weights(name_or_path, engine='onnxruntime')
+        policy = cls(None, card, name=str(resolve(name_or_path)), source=source)
+        if engine == 'auto' and not _onnx_ready(source):
+            policy.module  # noqa: B018 (torch; a state dict that does not fit fails here)
+            return policy
+        policy.runner = open_actor(source)
+        return policy
 
     def reset(self) -> None:
         """Forget the frame history (a new episode, or the camera stream was interrupted)."""
@@ -103,8 +154,6 @@ class Policy:
         With ``frame_stack > 1`` the images are consecutive frames in time order (taken at
         ``times`` s, optional): each one is pushed into the history and scored with it.
         """
-        import torch
-
         x = self.preprocessor(images, color_order)  # (N, 3, H, W)
         if times is not None and len(times) != len(x):
             raise ValueError(f'times: expected {len(x)} values, got {len(times)}')
@@ -113,21 +162,26 @@ class Policy:
                           for i, f in enumerate(x)])
         if self.turns is not None:
             return self._turn_memory_logits(x, times)
+        return self.run(x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The actor alone: float32 ``(N, C, H, W)`` planes -> logits ``(N, n_actions)``."""
+        if self.runner is not None:
+            return self.runner(x)
+        import torch
+
         with torch.inference_mode():
             return self.module(torch.from_numpy(x)).numpy()
 
     def _turn_memory_logits(self, x: np.ndarray, times: Sequence[float] | None) -> np.ndarray:
         """Frame stacks ``x`` one at a time: each choice feeds the next frame's turn plane."""
-        import torch
-
         out = []
-        with torch.inference_mode():
-            for i, stack in enumerate(x):
-                values = self.turns.observe(None if times is None else float(times[i]))
-                inp = np.concatenate([stack, self.turns.planes(stack.shape[1:], values)])
-                logits = self.module(torch.from_numpy(inp[None]))[0].numpy()
-                self.turns.record(int(np.argmax(logits)))
-                out.append(logits)
+        for i, stack in enumerate(x):
+            values = self.turns.observe(None if times is None else float(times[i]))
+            inp = np.concatenate([stack, self.turns.planes(stack.shape[1:], values)])
+            logits = self.run(inp[None])[0]
+            self.turns.record(int(np.argmax(logits)))
+            out.append(logits)
         return np.stack(out)
 
     def act(self, image: np.ndarray, color_order: str = 'rgb', t: float | None = None) -> int:
@@ -155,3 +209,44 @@ class Policy:
     def action_names(self) -> tuple[str, ...]:
         """Names of the discrete actions, index-aligned with :meth:`act`'s result."""
         return ACTION_NAMES
+
+
+def _onnx_ready(source: Any) -> bool:
+    """Whether ONNX Runtime can run ``source`` without an export: ``auto``'s test.
+
+    True when an export of these weights already exists (beside them or in the cache; opening
+    it checks it), checked first so that torch is not even imported then, or when torch cannot
+    be imported (nothing else can run it).
+    """
+    from vr_goggles.engines.base import torch_import_error
+    from vr_goggles.engines.onnx_engine import onnx_cache_path
+    from vr_goggles.engines.onnx_files import beside_weights
+
+    side = beside_weights(source)
+    if ((side is not None and side.exists())
+            or onnx_cache_path(source.key, source.stem, source.input_size).exists()):
+        return True
+    return torch_import_error() is not None  # imports torch when it is there
+
+
+def open_actor(source: Any) -> Any:
+    """The actor's ONNX export in an onnxruntime session (``OnnxModel``), shape-checked.
+
+    The file comes from :func:`vr_goggles.engines.onnx_files.open_for_source`; one whose input
+    is not ``(N, C, H, W)`` with the card's channels and size is refused by path.
+    """
+    from vr_goggles.engines.base import EngineFileError
+    from vr_goggles.engines.onnx_engine import OnnxModel
+    from vr_goggles.engines.onnx_files import open_for_source
+
+    want = [source.in_channels, *source.input_size]
+
+    def open_file(path: Any) -> Any:
+        model = OnnxModel(path)
+        shape = model.input_shape
+        if len(shape) != 4 or list(shape[1:]) != want:
+            raise EngineFileError(path, f'expected an actor input (N, {want[0]}, {want[1]}, '
+                                        f'{want[2]}), got {shape}')
+        return model
+
+    return open_for_source(source, open_file)
