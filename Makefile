@@ -77,6 +77,7 @@ bench: venv
 	$(BIN)/vr-goggles bench --json out/bench_engines.json
 	$(PY) -m sim_training.bench_env
 	$(PY) -m vr_goggles.bench.node
+	$(PY) -m vr_goggles.bench.startup --json out/bench_startup.json
 
 clean:
 	rm -rf out build install log .pytest_cache
