@@ -29,10 +29,12 @@ setup(
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
     ],
+    # The robot runtime: ONNX Runtime runs the shipped goggles and policy from their ONNX files
+    # (vr_goggles/weights/NAME.onnx) without torch. torch is the 'torch' extra: the torch and
+    # TensorRT engines, ONNX export, the floor prior's segmenter, training ('train' has it).
     install_requires=[
         'setuptools',
         'numpy>=1.21',
-        'torch==2.13.0',
         'safetensors>=0.4',
         'onnx>=1.15',
         'onnxruntime>=1.17',
@@ -43,8 +45,11 @@ setup(
         'PyYAML>=5.4',
     ],
     extras_require={
+        # torch / TensorRT engines, `vr-goggles export`, floor prior, auto's timing of torch.
+        'torch': ['torch==2.13.0'],
         # Simulator, policy and translator training (not needed on the robot).
         'train': [
+            'torch==2.13.0',
             'gymnasium>=1.0',
             'miniworld>=2.1',
             'stable-baselines3>=2.3',
