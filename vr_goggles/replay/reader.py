@@ -305,7 +305,7 @@ def open_bag(bag: Path) -> Any:
 
 
 def _salvage_ros1(bag: Path, reason: str, default: Any) -> Any:
-    """AnyReader over :class:`Ros1SalvageReader`: the readable chunks of a damaged ROS 1 bag."""
+    """The readable chunks of a damaged ROS 1 bag, as an AnyReader over a salvage reader."""
     _LOG.warning('%s: %s; salvaging the readable chunks', bag, reason)
     reader = AnyReader([bag], default_typestore=default)
     reader.readers = [Ros1SalvageReader(bag, reason)]
