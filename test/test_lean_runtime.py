@@ -55,14 +55,16 @@ def _cache(tmp_path, monkeypatch):
 def _run(code: str, tmp_path: Path, *, block_torch: bool = False,
          timeout: float = 180) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (torch made unimportable with ``block_torch``)."""
-    env = {**os.environ, 'VR_GOGGLES_CACHE_DIR': str(tmp_path / 'cache'),
-           'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
+    # keep the caller's PYTHONPATH: a sourced ROS install (Humble) puts rclpy there
+    paths = [str(ROOT), *filter(None, os.environ.get('PYTHONPATH', '').split(os.pathsep))]
     if block_torch:  # a robot without torch: the import fails as it would when not installed
         blocker = tmp_path / 'no_torch' / 'torch'
         blocker.mkdir(parents=True, exist_ok=True)
         (blocker / '__init__.py').write_text(
             "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
-        env['PYTHONPATH'] = f'{blocker.parent}{os.pathsep}{ROOT}'
+        paths.insert(0, str(blocker.parent))
+    env = {**os.environ, 'VR_GOGGLES_CACHE_DIR': str(tmp_path / 'cache'),
+           'OMP_NUM_THREADS': '1', 'PYTHONPATH': os.pathsep.join(paths)}
     return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -118,6 +120,8 @@ def test_nodes_configure_on_onnxruntime_without_importing_torch(tmp_path):
         import os, random, sys
         os.environ['ROS_DOMAIN_ID'] = str(random.randint(100, 200))
         os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+        if os.environ.get('ROS_DISTRO') == 'humble':  # Humble predates the discovery range
+            os.environ['ROS_LOCALHOST_ONLY'] = '1'
         import rclpy
         from rclpy.parameter import Parameter
         from vr_goggles.nodes.goggles_node import GogglesNode
