@@ -58,8 +58,11 @@ def write_bag(path: str | Path, *, fmt: str = 'mcap', n: int = 6, height: int = 
               width: int = 64, encoding: str = 'rgb8', compressed: bool = False,
               topic: str = '/camera/image_raw', extra_image_topic: str | None = None,
               static: bool = False, period_ns: int = 100_000_000,
-              other_topics: bool = True) -> Path:
+              other_topics: bool = True, zstd: str = '') -> Path:
     """Write a camera bag; ``fmt`` is ``mcap``, ``db3`` (ROS 2 directories) or ``ros1``.
+
+    ``zstd``: ``'message'`` or ``'file'`` compresses a ROS 2 bag as ``ros2 bag record
+    --compression-format zstd --compression-mode MODE`` does.
 
     Besides the camera it records ``/odom_text`` (std_msgs/String) so pass-through of
     non-image topics is exercised. Returns the bag path (directory, or the ``.bag`` file).
@@ -101,11 +104,14 @@ def write_bag(path: str | Path, *, fmt: str = 'mcap', n: int = 6, height: int = 
             path = path.with_suffix('.bag')
         writer = Writer1(path)
     else:
-        from rosbags.rosbag2 import StoragePlugin
+        from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
         from rosbags.rosbag2 import Writer as Writer2
 
         plugin = StoragePlugin.MCAP if fmt == 'mcap' else StoragePlugin.SQLITE3
         writer = Writer2(path, version=8, storage_plugin=plugin)
+        if zstd:
+            mode = {'message': CompressionMode.MESSAGE, 'file': CompressionMode.FILE}[zstd]
+            writer.set_compression(mode, CompressionFormat.ZSTD)
     with writer:
         conn = writer.add_connection(topic, imgtype, typestore=store)
         conn2 = (writer.add_connection(extra_image_topic, imgtype, typestore=store)
