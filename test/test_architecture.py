@@ -36,9 +36,17 @@ REQUIRED = (
 )
 
 
+def _config_args(config: Path) -> list[str]:
+    """The config file as import-linter takes it: positional from 2.17, ``--config`` before."""
+    from importlib.metadata import version
+
+    major, minor = (int(v) for v in version('import-linter').split('.')[:2])
+    return [str(config)] if (major, minor) >= (2, 17) else ['--config', str(config)]
+
+
 def lint_imports(config: Path, cwd: Path) -> subprocess.CompletedProcess:
     """Run lint-imports on ``config`` with ``cwd`` first on the import path; no cache files."""
-    return subprocess.run([sys.executable, '-c', LINT, '--no-cache', '--no-logo', str(config)],
+    return subprocess.run([sys.executable, '-c', LINT, '--no-cache', *_config_args(config)],
                           cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
