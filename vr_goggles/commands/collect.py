@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import argparse
 
+from vr_goggles.commands.forward import add_forwarding_parser
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``collect``."""
-    p = subparsers.add_parser('collect', help='sim frames + labels from the ChairNav simulator',
-                              description=__doc__, add_help=False, prefix_chars='+',
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('args', nargs=argparse.REMAINDER,
-                   help="sim_training.collect's arguments (`vr-goggles collect --help`)")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Forward to the collector; its exit status is ours."""
-    from vr_goggles.commands.forward import forward
-
-    return forward('sim_training.collect', args.args)
+    return add_forwarding_parser(subparsers, 'collect', 'sim_training.collect',
+                                 help='sim frames + labels from the ChairNav simulator',
+                                 description=__doc__)

@@ -13,10 +13,23 @@ nothing.
 
 from __future__ import annotations
 
+import argparse
 import signal
 import subprocess
 import sys
 from typing import Any
+
+
+def add_forwarding_parser(subparsers: Any, name: str, module: str, *, help: str,
+                          description: str) -> argparse.ArgumentParser:
+    """A verb whose arguments all go to ``python -m module`` (its own ``--help`` included)."""
+    p = subparsers.add_parser(name, help=help, description=description, add_help=False,
+                              prefix_chars='+',
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('args', nargs=argparse.REMAINDER,
+                   help=f"{module}'s arguments (`vr-goggles {name} --help`)")
+    p.set_defaults(func=lambda args: forward(module, args.args))
+    return p
 
 
 def forward(module: str, argv: list[str]) -> int:

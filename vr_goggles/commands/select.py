@@ -11,20 +11,11 @@ from __future__ import annotations
 
 import argparse
 
+from vr_goggles.commands.forward import add_forwarding_parser
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``select``."""
-    p = subparsers.add_parser('select', help='rank translator snapshots by driving in the sim',
-                              description=__doc__, add_help=False, prefix_chars='+',
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('args', nargs=argparse.REMAINDER,
-                   help="select_translator's arguments (`vr-goggles select --help`)")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Forward to select_translator; its exit status is ours."""
-    from vr_goggles.commands.forward import forward
-
-    return forward('sim_training.select_translator', args.args)
+    return add_forwarding_parser(subparsers, 'select', 'sim_training.select_translator',
+                                 help='rank translator snapshots by driving in the sim',
+                                 description=__doc__)
