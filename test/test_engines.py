@@ -11,7 +11,7 @@ import pytest
 from tiny_models import KWARGS, SIZE, save_tiny_generator
 import torch
 
-from vr_goggles.bench.engines import PeakMemory, latency_stats, time_engine
+from vr_goggles.bench.engines import PeakMemory, latency_stats
 from vr_goggles.engines import (
     Engine,
     EngineFileError,
@@ -40,6 +40,7 @@ from vr_goggles.engines.tensorrt_engine import (
     metadata_path,
     version_pair_problem,
 )
+from vr_goggles.engines.timing import time_engine
 from vr_goggles.engines.torch_engine import TorchEngine
 from vr_goggles.models import build
 from vr_goggles.weights import ModelCard, WeightsError, save

@@ -125,6 +125,7 @@ class _LeftHalfFloor:
     """A stand-in segmenter: the left half of every frame is floor (class 1), the rest wall."""
 
     def __call__(self, frames):
+        self.seen = frames[0]  # the camera frame it was given
         labels = np.full((len(frames), *SIZE), 2, np.uint8)
         labels[:, :, :SIZE[1] // 2] = 1
         return labels
@@ -157,6 +158,10 @@ def test_frame_is_translation_then_floor_prior_then_output_size(weights):
                                   resize(want, img.shape[:2]))
     assert g.frame(img, pose=pose, output_size=(20, 30)).shape == (20, 30, 3)
     np.testing.assert_array_equal(plain.frame(img), translated)
+    # a BGR camera: translation and the prior's segmenter both see the frame as RGB
+    bgr = np.ascontiguousarray(img[:, :, ::-1])
+    np.testing.assert_array_equal(g.frame(bgr, pose=pose, color_order='bgr'), want)
+    np.testing.assert_array_equal(g.floor_prior.segment.seen, img)
 
 
 def test_paint_only_goggles_have_no_generator():

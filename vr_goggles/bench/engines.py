@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from vr_goggles.engines.timing import time_engine  # noqa: F401 (re-exported)
-
 
 def _proc_status_kb(field: str) -> int | None:
     """A ``/proc/self/status`` field in kB (Linux), or ``None`` elsewhere."""

@@ -135,7 +135,8 @@ def measure_grid(variants: list[Any], source: Any, *, device: str, batch: int, w
     """
     import numpy as np
 
-    from vr_goggles.bench.engines import latency_stats, time_engine
+    from vr_goggles.bench.engines import latency_stats
+    from vr_goggles.engines.timing import time_engine
 
     setups = [setup_row(v, source, device=device, batch=batch, warmup=warmup, iters=iters, x=x)
               for v in variants]

@@ -20,7 +20,7 @@ import numpy as np
 
 from vr_goggles.engines import Engine, ModelSource, create_engine, source_from_weights
 from vr_goggles.engines.base import state_dict_sha256
-from vr_goggles.image.preprocess import Preprocessor, resize
+from vr_goggles.image.preprocess import Preprocessor, resize, to_rgb
 
 DEFAULT_MODEL = 'goggles_vr_goggles'
 #: Architectures that map an RGB image to an RGB image in [-1, 1].
@@ -142,9 +142,10 @@ class Goggles:
         out translated only: :attr:`needs_pose` tells the caller to say so), then a resize to
         ``output_size`` (``'model'``, ``'input'`` = the camera frame's size, or ``(h, w)``).
         """
-        out = self(image, color_order)
+        rgb = to_rgb(image, color_order)  # the floor prior's segmenter reads RGB too
+        out = self(rgb)
         if self.floor_prior is not None and pose is not None:
-            out = self.floor_prior(image, out, pose)
+            out = self.floor_prior(rgb, out, pose)
         hw = target_size(output_size, image.shape[:2], out.shape[:2])
         return out if tuple(out.shape[:2]) == hw else resize(out, hw)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
-from vr_goggles.goggles.facade import parse_output_size, target_size  # noqa: F401 (API)
+from vr_goggles.goggles.facade import parse_output_size
 from vr_goggles.policy.actions import CONTROL_PERIOD
 from vr_goggles.policy.policy import POLICY_ENGINES
 
