@@ -88,12 +88,14 @@ def _default_text(name: str, default: Any, presets: Mapping[str, Mapping[str, An
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, *,
                      presets: Mapping[str, Mapping[str, Any]] | None = None,
                      exclude: Iterable[str] = (),
-                     choices: Mapping[str, Iterable[Any]] | None = None) -> None:
+                     choices: Mapping[str, Iterable[Any]] | None = None,
+                     bare: Mapping[str, Any] | None = None) -> None:
     """One ``--kebab-name`` flag per field of dataclass ``cls``, its documentation as help.
 
     Booleans get ``--x/--no-x``; other fields parse as their annotated scalar type, so
     ``cls(**vars(parser.parse_args()))`` builds the config (without ``presets``). Fields named
-    in ``exclude`` get no flag (e.g. a dict of extras); ``choices`` restricts a field's values.
+    in ``exclude`` get no flag (e.g. a dict of extras); ``choices`` restricts a field's values;
+    ``bare`` gives the value a flag means when given without one (``{'resume': 'auto'}``).
 
     ``presets``: name -> {field: value}. Every flag then defaults to None, so a parse tells the
     flags given from the rest (:func:`preset_config` builds the config), and each help line
@@ -102,6 +104,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *,
     docs = field_docs(cls)
     skip = set(exclude)
     choices = dict(choices or {})
+    bare = dict(bare or {})
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -115,6 +118,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *,
         kw: dict[str, Any] = {'default': default, 'help': help_text}
         if f.name in choices:
             kw['choices'] = list(choices[f.name])
+        if f.name in bare:
+            kw.update(nargs='?', const=bare[f.name])
         if typ is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         else:

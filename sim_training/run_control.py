@@ -10,6 +10,7 @@
   silently at step 0 nor overwrites its checkpoint; it names the flags that resume or overwrite.
 * :func:`small_domain_warning`: a domain of a handful of frames trains without error, and
   without learning anything that transfers; say so at the start.
+* :func:`run_as_tool` / :func:`command_line`: what every trainer's ``main`` does with them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import os
 from pathlib import Path
+import shlex
 import signal
 import sys
 import threading
@@ -97,3 +99,26 @@ def small_domain_warning(name: str, flag: str, n: int, minimum: int = MIN_DOMAIN
     return (f'{flag} {name} has only {n} frame(s): a domain this small is memorised, not '
             f'learned (the shipped translators used about 2,000 per domain; at least {minimum} '
             'distinct views are advised)')
+
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """``python -m module ARGS`` as the user typed it (recorded on cards and checkpoints)."""
+    return f'python -m {module} ' + shlex.join(sys.argv[1:] if argv is None else argv)
+
+
+def run_as_tool(prog: str, work: Callable[[], object]) -> int:
+    """Run a trainer's ``work``; its exit status as a command-line tool.
+
+    0 when it finishes; :data:`EXIT_INTERRUPTED` with one line after a Ctrl-C that saved a
+    checkpoint; 2 with one ``PROG: error: ...`` line, no traceback, for what the user has to fix
+    (a bad setting, a missing folder, a run already in ``--out``).
+    """
+    try:
+        work()
+    except TrainingInterrupted as e:
+        print(f'{prog}: {e}', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as e:
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        return 2
+    return 0

@@ -23,7 +23,7 @@ os.environ.setdefault('PYGLET_HEADLESS', '1')
 from sim_training.policy_training import args as _args  # noqa: E402
 from sim_training.policy_training.args import Args  # noqa: E402
 from sim_training.policy_training.trainer import NavFeaturesExtractor, Trainer  # noqa: E402
-from sim_training.run_control import EXIT_INTERRUPTED, TrainingInterrupted  # noqa: E402
+from sim_training.run_control import run_as_tool  # noqa: E402
 
 # NavFeaturesExtractor: checkpoints saved before sim_training.policy_training existed name it
 # as sim_training.train_policy.NavFeaturesExtractor, so it must stay importable from here.
@@ -38,15 +38,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     args = parse_args(argv)
-    try:
-        Trainer(args, argv).train()
-    except TrainingInterrupted as e:
-        print(f'train_policy: {e}', file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
-        print(f'train_policy: error: {e}', file=sys.stderr)
-        return 2
-    return 0
+    return run_as_tool('train_policy', lambda: Trainer(args, argv).train())
 
 
 if __name__ == '__main__':

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 import io
 import json
 from pathlib import Path
-import shlex
 import sys
 import time
 
@@ -38,10 +37,11 @@ import torch.nn.functional as F
 from sim_training.config_cli import add_config_flags, setting_differences
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
 from sim_training.run_control import (
-    EXIT_INTERRUPTED,
     StopOnInterrupt,
     TrainingInterrupted,
+    command_line,
     refuse_existing_run,
+    run_as_tool,
     small_domain_warning,
 )
 from vr_goggles.goggles.quality import confusion_matrix, iou_per_class, mean_iou
@@ -286,10 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m sim_training.train_segmenter',
                                 description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_flags(p, SegmenterConfig)
-    for action in p._actions:  # bare --resume continues the run in --out, as everywhere
-        if action.dest == 'resume':
-            action.nargs, action.const = '?', 'auto'
+    # a bare --resume continues the run in --out, as everywhere
+    add_config_flags(p, SegmenterConfig, bare={'resume': 'auto'})
     return p
 
 
@@ -300,17 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SegmenterConfig(**vars(args))
     if not cfg.data and not cfg.synthetic:
         p.error('--data is required')
-    command = 'python -m sim_training.train_segmenter ' + ' '.join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    try:
-        train(cfg, command)
-    except TrainingInterrupted as e:
-        print(f'train_segmenter: {e}', file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
-        print(f'train_segmenter: error: {e}', file=sys.stderr)
-        return 2
-    return 0
+    command = command_line('sim_training.train_segmenter', argv)
+    return run_as_tool('train_segmenter', lambda: train(cfg, command))
 
 
 if __name__ == '__main__':

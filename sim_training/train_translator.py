@@ -13,13 +13,12 @@ with ``torchrun --nproc_per_node N -m sim_training.train_translator ...`` (DDP, 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 import torch.distributed as dist
 
 from sim_training.config_cli import add_config_flags, preset_config
-from sim_training.run_control import EXIT_INTERRUPTED, TrainingInterrupted
+from sim_training.run_control import command_line, run_as_tool
 from sim_training.translator.config import PRESETS, TranslatorConfig
 from sim_training.translator.trainer import train
 
@@ -31,10 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m sim_training.train_translator',
                                 description=__doc__.split('\n\n')[0])
     add_config_flags(p, TranslatorConfig, presets=PRESETS, exclude=('extra',),
-                     choices={'preset': sorted(PRESETS)})
-    for action in p._actions:  # bare --resume continues the run in --out, as train_policy's
-        if action.dest == 'resume':
-            action.nargs, action.const = '?', 'auto'
+                     choices={'preset': sorted(PRESETS)},
+                     bare={'resume': 'auto'})  # a bare --resume continues the run in --out
     return p
 
 
@@ -47,16 +44,10 @@ def config_from_args(argv: list[str] | None = None) -> TranslatorConfig:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     cfg = config_from_args(argv)
-    command = 'python -m sim_training.train_translator ' + ' '.join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    try:
-        train(cfg, command=command)
-    except TrainingInterrupted as e:
-        print(f'train_translator: {e}', file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError) as e:  # the user's to fix: one line, no traceback
-        print(f'train_translator: error: {e}', file=sys.stderr)
-        return 2
+    command = command_line('sim_training.train_translator', argv)
+    rc = run_as_tool('train_translator', lambda: train(cfg, command=command))
+    if rc:
+        return rc
     if dist.is_initialized():
         dist.barrier()  # leave together: gloo aborts a peer still connected at teardown
         dist.destroy_process_group()

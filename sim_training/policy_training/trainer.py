@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 import os
 from pathlib import Path
-import shlex
 import sys
 import time
 from typing import Any
@@ -40,6 +39,7 @@ from sim_training.policy_training.wrappers import make_env
 from sim_training.run_control import (
     StopOnInterrupt,
     TrainingInterrupted,
+    command_line,
     ignore_sigint_in_worker,
     refuse_existing_run,
 )
@@ -149,8 +149,7 @@ class Trainer:
     def __init__(self, args: Args, argv: list[str] | None = None):
         self.args = args
         self.run_dir = Path(args.run_dir)
-        self.command = 'python -m sim_training.train_policy ' + shlex.join(
-            sys.argv[1:] if argv is None else argv)
+        self.command = command_line('sim_training.train_policy', argv)
         self.model = None
         self.state: dict[str, Any] = {'wall_s': 0.0, 'sessions': []}
         self._t0 = time.perf_counter()
