@@ -293,15 +293,7 @@ def open_bag(bag: Path) -> Any:
             raise ReplayError(f'{bag}: cannot open bag: {reason}') from None
         _LOG.warning('%s: %s; salvaging the readable part of %s', bag, reason, mcap.name)
         salvage = McapSalvageReader(mcap)
-        try:
-            salvage.__enter__()
-        except ReplayError:
-            raise
-        except Exception as e2:
-            raise ReplayError(f'{bag}: cannot open bag ({reason}) and salvage failed: '
-                              f'{reason_text(e2)}') from None
-        salvage.open_error = reason
-        return contextlib.closing(OpenedBag(salvage, salvaged=True))
+        return _opened_salvage(bag, reason, salvage, salvage.__enter__)
 
 
 def _salvage_ros1(bag: Path, reason: str, default: Any) -> Any:
@@ -309,8 +301,16 @@ def _salvage_ros1(bag: Path, reason: str, default: Any) -> Any:
     _LOG.warning('%s: %s; salvaging the readable chunks', bag, reason)
     reader = AnyReader([bag], default_typestore=default)
     reader.readers = [Ros1SalvageReader(bag, reason)]
+    return _opened_salvage(bag, reason, reader, reader.open)
+
+
+def _opened_salvage(bag: Path, reason: str, reader: Any, open_: Any) -> Any:
+    """``open_()`` a salvage ``reader`` of ``bag``, which failed to open for ``reason``.
+
+    A salvage that cannot start either is one ReplayError naming both reasons.
+    """
     try:
-        reader.open()
+        open_()
     except ReplayError:
         raise
     except Exception as e2:
