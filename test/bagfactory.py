@@ -6,7 +6,9 @@ constant image with ``static=True``) so the temporal metrics have something to m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -54,6 +56,31 @@ def encode_raw(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
     return arr.reshape(-1), w * BYTES_PER_PIXEL[encoding]
 
 
+def open_writer(path: Path, fmt: str = 'mcap', zstd: str = '') -> tuple[Any, Any, Callable]:
+    """``(writer, typestore, serialize)`` for a ``ros1`` bag or a ROS 2 ``mcap`` / ``db3`` one.
+
+    ``zstd``: ``'message'`` or ``'file'`` compresses a ROS 2 bag as ``ros2 bag record
+    --compression-format zstd --compression-mode MODE`` does.
+    """
+    from rosbags.typesys import Stores, get_typestore
+
+    if fmt == 'ros1':
+        from rosbags.rosbag1 import Writer as Writer1
+
+        store = get_typestore(Stores.ROS1_NOETIC)
+        return Writer1(path), store, store.serialize_ros1
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
+    from rosbags.rosbag2 import Writer as Writer2
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    plugin = StoragePlugin.MCAP if fmt == 'mcap' else StoragePlugin.SQLITE3
+    writer = Writer2(path, version=8, storage_plugin=plugin)
+    if zstd:
+        mode = {'message': CompressionMode.MESSAGE, 'file': CompressionMode.FILE}[zstd]
+        writer.set_compression(mode, CompressionFormat.ZSTD)
+    return writer, store, store.serialize_cdr
+
+
 def write_bag(path: str | Path, *, fmt: str = 'mcap', n: int = 6, height: int = 48,
               width: int = 64, encoding: str = 'rgb8', compressed: bool = False,
               topic: str = '/camera/image_raw', extra_image_topic: str | None = None,
@@ -61,17 +88,16 @@ def write_bag(path: str | Path, *, fmt: str = 'mcap', n: int = 6, height: int = 
               other_topics: bool = True, zstd: str = '') -> Path:
     """Write a camera bag; ``fmt`` is ``mcap``, ``db3`` (ROS 2 directories) or ``ros1``.
 
-    ``zstd``: ``'message'`` or ``'file'`` compresses a ROS 2 bag as ``ros2 bag record
-    --compression-format zstd --compression-mode MODE`` does.
+    ``zstd``: compression of a ROS 2 bag (:func:`open_writer`).
 
     Besides the camera it records ``/odom_text`` (std_msgs/String) so pass-through of
     non-image topics is exercised. Returns the bag path (directory, or the ``.bag`` file).
     """
-    from rosbags.typesys import Stores, get_typestore
-
     path = Path(path)
     ros1 = fmt == 'ros1'
-    store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
+    if ros1 and path.suffix != '.bag':
+        path = path.with_suffix('.bag')
+    writer, store, ser = open_writer(path, fmt, zstd)
     Image = store.types['sensor_msgs/msg/Image']
     CompressedImage = store.types['sensor_msgs/msg/CompressedImage']
     Header = store.types['std_msgs/msg/Header']
@@ -96,22 +122,6 @@ def write_bag(path: str | Path, *, fmt: str = 'mcap', n: int = 6, height: int = 
                      is_bigendian=0, step=step, data=data)
 
     imgtype = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
-    ser = store.serialize_ros1 if ros1 else store.serialize_cdr
-    if ros1:
-        from rosbags.rosbag1 import Writer as Writer1
-
-        if path.suffix != '.bag':
-            path = path.with_suffix('.bag')
-        writer = Writer1(path)
-    else:
-        from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
-        from rosbags.rosbag2 import Writer as Writer2
-
-        plugin = StoragePlugin.MCAP if fmt == 'mcap' else StoragePlugin.SQLITE3
-        writer = Writer2(path, version=8, storage_plugin=plugin)
-        if zstd:
-            mode = {'message': CompressionMode.MESSAGE, 'file': CompressionMode.FILE}[zstd]
-            writer.set_compression(mode, CompressionFormat.ZSTD)
     with writer:
         conn = writer.add_connection(topic, imgtype, typestore=store)
         conn2 = (writer.add_connection(extra_image_topic, imgtype, typestore=store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bagfactory import T0, encode_raw
+from bagfactory import T0, encode_raw, open_writer
 import cv2
 import numpy as np
 
@@ -33,11 +33,9 @@ def write_frames_bag(path: str | Path, frames: Sequence[np.ndarray], *, fmt: str
                      topic: str = '/camera/image_raw', encoding: str = 'rgb8',
                      compressed: str = '', period_ns: int = 100_000_000) -> Path:
     """Write ``frames`` on ``topic``; ``fmt`` 'mcap' or 'ros1'; ``compressed`` 'jpeg' | 'png'."""
-    from rosbags.typesys import Stores, get_typestore
-
     path = Path(path)
     ros1 = fmt == 'ros1'
-    store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
+    writer, store, ser = open_writer(path, fmt)
     types = store.types
     msgtype = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
 
@@ -46,17 +44,6 @@ def write_frames_bag(path: str | Path, frames: Sequence[np.ndarray], *, fmt: str
         extra = {'seq': i} if ros1 else {}
         return types['std_msgs/msg/Header'](stamp=stamp, frame_id='camera', **extra)
 
-    if ros1:
-        from rosbags.rosbag1 import Writer as Writer1
-
-        writer = Writer1(path)
-        ser = store.serialize_ros1
-    else:
-        from rosbags.rosbag2 import StoragePlugin
-        from rosbags.rosbag2 import Writer as Writer2
-
-        writer = Writer2(path, version=8, storage_plugin=StoragePlugin.MCAP)
-        ser = store.serialize_cdr
     with writer:
         conn = writer.add_connection(topic, msgtype, typestore=store)
         for i, rgb in enumerate(frames):

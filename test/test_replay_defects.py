@@ -44,17 +44,7 @@ def weights(tmp_path_factory) -> dict[str, str]:
 
 def _write(path: Path, msgs: list[tuple[str, str, object, int]], *, ros1: bool = False) -> Path:
     """A bag of ``(topic, msgtype, message, log time)`` in the given order."""
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
-    if ros1:
-        from rosbags.rosbag1 import Writer as W1
-        writer = W1(path)
-        ser = store.serialize_ros1
-    else:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        writer = Writer(path, version=8, storage_plugin=StoragePlugin.MCAP)
-        ser = store.serialize_cdr
+    writer, store, ser = bf.open_writer(path, 'ros1' if ros1 else 'mcap')
     conns: dict[str, object] = {}
     with writer:
         for topic, typ, msg, t in msgs:
