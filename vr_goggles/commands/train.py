@@ -1,4 +1,4 @@
-"""``vr-goggles train segmenter|translator|policy ARGS``: the trainers, without module paths.
+"""``vr-goggles train segmenter|translator|policy|domain-score ARGS``: the trainers.
 
 ``segmenter`` runs ``python -m sim_training.train_segmenter``, ``translator``
 ``sim_training.train_translator`` and ``policy`` ``sim_training.train_policy``, with ARGS as
@@ -14,6 +14,7 @@ import argparse
 #: what -> the module it runs
 TRAINERS = {
     'segmenter': 'sim_training.train_segmenter',
+    'domain-score': 'sim_training.train_domain_score',
     'translator': 'sim_training.train_translator',
     'policy': 'sim_training.train_policy',
 }

@@ -10,6 +10,7 @@ ARCHITECTURES: dict[str, str] = {
     'PatchDiscriminator': 'vr_goggles.models.discriminator:PatchDiscriminator',
     'SegmentationNet': 'vr_goggles.models.segmenter:SegmentationNet',
     'NavActor': 'vr_goggles.models.actor:NavActor',
+    'DomainScoreNet': 'vr_goggles.models.domain_score_net:DomainScoreNet',
 }
 
 
