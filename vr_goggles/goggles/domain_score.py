@@ -123,8 +123,11 @@ class GuardState:
 
 
 class DomainGuard:
-    """Stop after ``stop_after`` consecutive scores below ``threshold``; resume after
-    ``resume_after`` consecutive ones at or above it. A NaN score counts as below."""
+    """The stop rule: hold the robot while the camera shows what the goggles do not know.
+
+    Stop after ``stop_after`` consecutive scores below ``threshold``; resume after
+    ``resume_after`` consecutive ones at or above it. A NaN score counts as below.
+    """
 
     def __init__(self, threshold: float, stop_after: int = 4, resume_after: int = 8) -> None:
         if stop_after < 1 or resume_after < 1:

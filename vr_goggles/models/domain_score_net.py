@@ -12,10 +12,10 @@ Two parts, each fitted on the camera frames the translator learned from (no labe
 - texture: how much the grey level changes between neighbouring pixels, which a lens cap, a
   black or a white frame lack (counted only when it is lower than in the rooms).
 
-``DomainScoreNet`` adds the three (texture weighted twice), each standardised by its mean and spread on
-held-out in-domain frames: higher is more in-domain, 0 is a typical in-domain frame. It runs on
-the normalised camera frame, independent of the generator and its engine, and exports to ONNX
-as one graph. Issue #37's measurements: ``docs/results/domain_score.md``.
+``DomainScoreNet`` adds the three (texture weighted twice), each standardised by its mean and
+spread on held-out in-domain frames: higher is more in-domain, 0 is a typical in-domain frame.
+It runs on the normalised camera frame, independent of the generator and its engine, and
+exports to ONNX as one graph. Issue #37's measurements: ``docs/results/domain_score.md``.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class DomainScoreNet(nn.Module):
 
 
 def texture(x: torch.Tensor) -> torch.Tensor:
-    """log of the mean absolute grey-level step between neighbours (0-255 scale): ``(N,)``."""
+    """Log of the mean absolute grey-level step between neighbours (0-255 scale): ``(N,)``."""
     grey = x.mean(1) * 127.5
     step = ((grey[:, 1:] - grey[:, :-1]).abs().mean((1, 2))
             + (grey[:, :, 1:] - grey[:, :, :-1]).abs().mean((1, 2)))
@@ -156,7 +156,7 @@ def texture(x: torch.Tensor) -> torch.Tensor:
 
 
 def fit_colour_layout(x: torch.Tensor, bins: int = 8, prior: float = 0.1) -> torch.Tensor:
-    """log p(colour bin | row) of normalised frames ``x`` (a ``prior`` count per bin)."""
+    """Log p(colour bin | row) of normalised frames ``x`` (a ``prior`` count per bin)."""
     ids = colour_bins(x, bins)  # (N, H, W)
     h = ids.shape[1]
     counts = torch.full((h, bins ** 3), prior, dtype=torch.float64)
