@@ -6,7 +6,9 @@ install), runs the same goggles core as the ROS node on every frame of the camer
 writes a ROS 2 MCAP bag holding every original message plus ``<topic>_sim`` (translated rgb8
 images, original stamps) and, with ``--policy``, the policy's ``cmd_vel`` for each frame:
 ``ros2 bag play OUT`` then drives RViz/Foxglove directly. The input bag is never modified; an
-existing OUT is replaced only with ``--overwrite``.
+existing OUT is replaced only with ``--overwrite``. Every translated frame is scored with the
+domain score (``--domain-score``), and the metrics and report say where in the recording
+policy_node's stop rule would have held the robot because the goggles do not know the view.
 
 Exit status: 0 when every frame was processed, 3 when the bag is corrupt or truncated part-way
 (the output and metrics hold what was done, with ``complete: false``), 1 for unusable input.
@@ -41,6 +43,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--cmd-vel-topic', default='/cmd_vel',
                    help='topic for the policy commands (default: %(default)s; "_policy" is '
                         'appended if the bag already records it)')
+    ds = p.add_mutually_exclusive_group()
+    ds.add_argument('--domain-score', default='domain_score', metavar='NAME_OR_PATH',
+                    help='score every camera frame with this domain score (shipped name or '
+                         'weights path; default: %(default)s) and replay policy_node\'s stop '
+                         'rule over the scores; "" turns it off')
+    ds.add_argument('--no-domain-score', dest='domain_score', action='store_const', const='',
+                    help='do not score the frames')
     p.add_argument('--report', default=None, metavar='HTML',
                    help='write a self-contained HTML report')
     p.add_argument('--metrics', default=None, metavar='JSON', help='write metrics as JSON')
@@ -71,7 +80,8 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
         bag=args.bag, out=args.out, topic=args.topic, model=args.model, engine=args.engine,
         device=args.device, precision=args.precision, compile=args.compile,
         engine_file_path=args.engine_file_path, force_engine_update=args.force_engine_update,
-        policy=args.policy, cmd_vel_topic=args.cmd_vel_topic, report=args.report,
+        policy=args.policy, cmd_vel_topic=args.cmd_vel_topic, domain_score=args.domain_score,
+        report=args.report,
         metrics=args.metrics, overwrite=args.overwrite, max_frames=args.max_frames,
         batch_size=args.batch_size, decode_threads=args.decode_threads,
         torch_threads=args.torch_threads, max_shift=args.max_shift, bench=args.bench,

@@ -14,6 +14,8 @@ One module per stage, in the order a frame meets them:
 * :mod:`~vr_goggles.replay.writer`: the output ROS 2 MCAP bag;
 * :mod:`~vr_goggles.replay.metrics`: latency, flicker, shift error, policy statistics, the
   engine-only benchmark and the CLI summary;
+* :mod:`~vr_goggles.replay.domain`: the per-frame domain score, ``policy_node``'s stop rule
+  replayed over it, and where the goggles stop working;
 * :mod:`~vr_goggles.replay.report` with :mod:`~vr_goggles.replay.html`: the HTML report.
 """
 

@@ -26,6 +26,9 @@ class ReplayConfig:
     force_engine_update: bool = False
     policy: str | None = None
     cmd_vel_topic: str = '/cmd_vel'
+    # Domain score (vr_goggles.goggles.domain_score) of every translated frame: a shipped name
+    # or a weights path; '' or None: off.
+    domain_score: str | None = 'domain_score'
     sim_suffix: str = '_sim'
     report: str | os.PathLike | None = None
     metrics: str | os.PathLike | None = None

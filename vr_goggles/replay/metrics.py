@@ -2,7 +2,8 @@
 
 :class:`RunStats` collects per-frame latency, temporal flicker (mean |difference| of
 consecutive frames before and after translation, as :func:`vr_goggles.goggles.quality.flicker`
-defines it), the sampled frames for the shift error and the report, and the policy's actions.
+defines it), the sampled frames for the shift error and the report, the policy's actions and
+the per-frame domain scores (summarised by :mod:`vr_goggles.replay.domain`).
 :func:`build_metrics` turns a finished run into the JSON-able dict; :func:`bench_engine` times
 the engine alone on the same frames (``--bench``); :func:`format_summary` is the CLI's summary.
 """
@@ -21,6 +22,7 @@ from vr_goggles.goggles import quality as qm
 from vr_goggles.image.preprocess import denormalize, normalize
 from vr_goggles.policy.actions import ACTION_NAMES
 from vr_goggles.replay.config import ReplayConfig, short_error
+from vr_goggles.replay.domain import ScoreSeries, summarize, summary_line
 
 if TYPE_CHECKING:  # annotations only: the pipeline imports this module, the reader rosbags
     from vr_goggles.replay.pipeline import Pipeline
@@ -55,6 +57,7 @@ class RunStats:
     first_time: int | None = None
     last_time: int | None = None
     source_sizes: Counter = field(default_factory=Counter)
+    domain: ScoreSeries = field(default_factory=ScoreSeries)
 
     def add(self, frame: Frame, out: np.ndarray, latency_s: float) -> None:
         """Account one translated frame (flicker only against the directly preceding one)."""
@@ -108,7 +111,8 @@ def _shift_error(goggles: Any, samples: list, max_shift: int, k: int) -> dict[st
 
 def build_metrics(cfg: ReplayConfig, pipe: Pipeline, reader: Any, topic: str, msgtype: str,
                   sim_topic: str, cmd_vel_topic: str | None, goggles: Any, policy: Any,
-                  wall: float, status: dict, salvaged: bool) -> dict[str, Any]:
+                  wall: float, status: dict, salvaged: bool,
+                  domain_score: Any = None) -> dict[str, Any]:
     """The metrics dict of a finished run (``status``: ``complete`` and ``error``)."""
     st = pipe.stats
     lat = st.latencies_ms
@@ -154,6 +158,10 @@ def build_metrics(cfg: ReplayConfig, pipe: Pipeline, reader: Any, topic: str, ms
                                   '(vr_goggles.goggles.quality.flicker); 0 for a static input'},
         'shift_error': None,
         'policy': None,
+        'domain_score': None if domain_score is None else summarize(
+            st.domain, domain_score.threshold, name=str(cfg.domain_score or ''),
+            weights=str(getattr(domain_score, 'name', '')),
+            engine=str(getattr(domain_score, 'engine', ''))),
         # rosbags' duration runs to one nanosecond after the last message: a one-message bag
         # would last 1e-9 s.
         'bag_duration_s': max(0, int(reader.duration) - 1) / 1e9,
@@ -261,6 +269,8 @@ def format_summary(metrics: dict[str, Any]) -> str:
     if metrics.get('policy'):
         lines.append(f"policy {metrics['policy']['actions']} switch rate "
                      f"{metrics['policy']['switch_rate']:.3f} on {metrics['cmd_vel_topic']}")
+    if metrics.get('domain_score'):
+        lines.append(summary_line(metrics['domain_score']))
     bench = metrics.get('bench')
     if bench:
         lines.append(f"bench: replay {_num(bench['replay_fps'])} frames/s, engine only "

@@ -6,7 +6,10 @@ Offline twin of the ROS node: the same :class:`vr_goggles.goggles.Goggles` core,
 ``<topic>_sim`` (translated ``rgb8`` images, original header stamps and log times) and, with a
 policy, its ``cmd_vel`` per frame, so ``ros2 bag play`` of the output drives RViz/Foxglove as
 the robot would have. Metrics (latency, throughput, flicker, shift error, action statistics)
-go to JSON and an optional self-contained HTML report.
+go to JSON and an optional self-contained HTML report. Every translated frame is also scored
+with the goggles' :class:`vr_goggles.goggles.domain_score.DomainScore` (on the decoded camera
+frame, batched like the translation), and ``policy_node``'s stop rule is replayed over the
+scores (:mod:`vr_goggles.replay.domain`): where in the recording the goggles stop working.
 
 Pipeline (so codec and I/O overlap inference; the GIL is released in numpy/OpenCV/torch):
 a reader thread reads and converts messages and decodes + resizes frames to the model size
@@ -41,6 +44,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from vr_goggles.goggles.domain_score import DomainScore
 from vr_goggles.goggles.facade import Goggles
 from vr_goggles.policy.actions import action_to_velocity
 from vr_goggles.policy.policy import Policy
@@ -90,10 +94,18 @@ class Pipeline:
     """Reader thread -> engine (caller's thread) -> writer thread."""
 
     def __init__(self, cfg: ReplayConfig, reader: Any, topic: str, goggles: Any,
-                 policy: Any, out: OutputBag, expected: int, msgtype: str = IMAGE_TYPE):
+                 policy: Any, out: OutputBag, expected: int, msgtype: str = IMAGE_TYPE,
+                 domain_score: Any = None):
         self.cfg, self.reader, self.topic = cfg, reader, topic
         self.goggles, self.policy, self.out = goggles, policy, out
         self.size = tuple(goggles.preprocessor.size)
+        self.domain_score = domain_score
+        # The goggles' model-size frame is exactly what the score's own preprocessing makes of
+        # the decoded frame when both preprocess alike; otherwise the reader resizes the
+        # decoded frame a second time for the score.
+        self.score_pre = (domain_score.preprocessor if domain_score is not None
+                          and not _same_preprocessing(domain_score.preprocessor,
+                                                      goggles.preprocessor) else None)
         self.frames_q: queue.Queue = queue.Queue(_QUEUE_DEPTH)
         self.out_q: queue.Queue = queue.Queue(_QUEUE_DEPTH * 2)
         self.stop = threading.Event()
@@ -128,7 +140,8 @@ class Pipeline:
     def _make_frame(self, conn: Any, index: int, t: int, raw: bytes,
                     info: Any = None) -> Frame | None:
         """Decode + resize one camera message; ``None`` (and a counted skip) if impossible."""
-        item = decode_frame(self.reader, conn, index, t, raw, self.goggles.preprocessor)
+        item = decode_frame(self.reader, conn, index, t, raw, self.goggles.preprocessor,
+                            self.score_pre)
         if isinstance(item, Skip):
             self.skips.append(item)
             return None
@@ -246,6 +259,7 @@ class Pipeline:
         st = self.stats
         for batch in self._batches():
             images = [f.image for f in batch]
+            scores = self._score(batch) if self.domain_score is not None else None
             t0 = time.perf_counter()
             outs = np.asarray(self.goggles.translate_batch(images))
             dt = time.perf_counter() - t0
@@ -263,8 +277,24 @@ class Pipeline:
                 if not self._put(self.out_q, ('sim', frame, out, vel)):
                     return
                 st.add(frame, out, dt / len(batch))
+                if scores is not None:
+                    st.domain.add(frame.index, frame.stamp, frame.log_time, scores[k])
             if progress is not None:
                 progress.update(len(batch))
+
+    def _score(self, batch: list[Frame]) -> np.ndarray:
+        """Domain scores of a batch of decoded camera frames, in one call (timed)."""
+        t0 = time.perf_counter()
+        scores = self.domain_score.scores(
+            [f.score_image if f.score_image is not None else f.image for f in batch])
+        self.stats.domain.seconds += time.perf_counter() - t0
+        return scores
+
+
+def _same_preprocessing(a: Any, b: Any) -> bool:
+    """Whether two preprocessors make the same image of a camera frame (size, crop)."""
+    return (tuple(int(v) for v in a.size) == tuple(int(v) for v in b.size)
+            and bool(a.keep_aspect) == bool(b.keep_aspect))
 
 
 def _resolve(item: Any) -> Frame | None:
@@ -287,9 +317,16 @@ def load_goggles(cfg: ReplayConfig) -> Any:
                               force_engine_update=cfg.force_engine_update)
 
 
-def replay(cfg: ReplayConfig, *, goggles: Any = None, policy: Any = None) -> dict[str, Any]:
+def load_domain_score(cfg: ReplayConfig) -> DomainScore | None:
+    """``cfg.domain_score`` loaded (``None`` when off); a bad file raises naming its path."""
+    return DomainScore.load(cfg.domain_score) if cfg.domain_score else None
+
+
+def replay(cfg: ReplayConfig, *, goggles: Any = None, policy: Any = None,
+           domain_score: Any = None) -> dict[str, Any]:
     """Run a replay; returns the metrics dict (also written to ``cfg.metrics``/``cfg.report``).
 
+    ``goggles``, ``policy``, ``domain_score``: already loaded models instead of the config's.
     Raises ``ValueError``/``FileNotFoundError``/:class:`ReplayError` before anything is written
     when the bag or the arguments are unusable. A failure part-way does not raise: the output
     holds everything done so far and the metrics say ``complete: false`` with the ``error``.
@@ -308,7 +345,7 @@ def replay(cfg: ReplayConfig, *, goggles: Any = None, policy: Any = None) -> dic
         restore_threads = _limit_torch_threads(cfg.torch_threads)  # before engines are built
         try:
             metrics = _replay_open_bag(cfg, bag, out, opened, topic, msgtype, sim_topic,
-                                       goggles, policy)
+                                       goggles, policy, domain_score)
         finally:
             restore_threads()
     metrics['out'] = str(out)
@@ -324,12 +361,15 @@ def replay(cfg: ReplayConfig, *, goggles: Any = None, policy: Any = None) -> dic
 
 
 def _replay_open_bag(cfg: ReplayConfig, bag: Path, out: Path, opened: OpenedBag, topic: str,
-                     msgtype: str, sim_topic: str, goggles: Any, policy: Any) -> dict[str, Any]:
+                     msgtype: str, sim_topic: str, goggles: Any, policy: Any,
+                     domain_score: Any) -> dict[str, Any]:
     """Load the models, run the pipeline into a temporary bag, then swap it into ``out``."""
     reader = opened.reader
     goggles = goggles if goggles is not None else load_goggles(cfg)
     if policy is None and cfg.policy:
         policy = Policy.load(cfg.policy)
+    if domain_score is None:
+        domain_score = load_domain_score(cfg)
     cmd_vel_topic = cfg.cmd_vel_topic
     if policy is not None and cmd_vel_topic in reader.topics:
         cmd_vel_topic = cmd_vel_topic + '_policy'
@@ -348,8 +388,10 @@ def _replay_open_bag(cfg: ReplayConfig, bag: Path, out: Path, opened: OpenedBag,
         # Warm the engine outside the timed loop (lazy init, compile, first allocation).
         size = tuple(goggles.preprocessor.size)
         goggles.translate_batch([np.zeros((*size, 3), np.uint8)] * max(1, cfg.batch_size))
+        if domain_score is not None:  # warm it too (ONNX Runtime's first run allocates)
+            domain_score.scores([np.zeros((*size, 3), np.uint8)])
         metrics = _run_to(cfg, opened, topic, msgtype, sim_topic, cmd_vel_topic, goggles,
-                          policy, tmp_dir / out.name, expected)
+                          policy, tmp_dir / out.name, expected, domain_score)
         if out.exists() or out.is_symlink():
             remove_output(out)
         (tmp_dir / out.name).rename(out)
@@ -382,7 +424,7 @@ def _limit_torch_threads(requested: int | None) -> Callable[[], None]:
 
 def _run_to(cfg: ReplayConfig, opened: OpenedBag, topic: str, msgtype: str, sim_topic: str,
             cmd_vel_topic: str, goggles: Any, policy: Any, out_path: Path,
-            expected: int) -> dict[str, Any]:
+            expected: int, domain_score: Any = None) -> dict[str, Any]:
     """Replay into a new bag at ``out_path``; returns the metrics (with bench and report)."""
     reader = opened.reader
     out = OutputBag(reader, out_path)
@@ -394,7 +436,8 @@ def _run_to(cfg: ReplayConfig, opened: OpenedBag, topic: str, msgtype: str, sim_
         info_topic = camera_info_topic(reader, topic)
         out.add_topics(topic, sim_topic, cmd_vel_topic if policy is not None else None,
                        sim_info_topic(info_topic) if info_topic else None)
-        pipe = Pipeline(cfg, reader, topic, goggles, policy, out, expected, msgtype)
+        pipe = Pipeline(cfg, reader, topic, goggles, policy, out, expected, msgtype,
+                        domain_score)
         pipe.info_topic = info_topic
         progress = _make_progress(cfg, expected or None)
         _run_threads(cfg, pipe, progress, status)
@@ -411,7 +454,7 @@ def _run_to(cfg: ReplayConfig, opened: OpenedBag, topic: str, msgtype: str, sim_
     pipe.cpu_s = time.process_time() - cpu_started
     metrics = build_metrics(cfg, pipe, reader, topic, msgtype, sim_topic,
                             cmd_vel_topic if policy is not None else None, goggles, policy,
-                            wall, status, opened.salvaged)
+                            wall, status, opened.salvaged, domain_score)
     if cfg.bench:
         metrics['bench'] = bench_engine(goggles, pipe.stats.bench_inputs, cfg.batch_size,
                                         metrics['throughput_fps'],

@@ -384,6 +384,7 @@ class Frame:
     source_size: tuple[int, int]
     image: np.ndarray  # uint8 RGB at the model size
     camera_info: Any = None  # the camera's latest CameraInfo when this frame was read
+    score_image: np.ndarray | None = None  # for a domain score of another size than ``image``
 
 
 @dataclass
@@ -422,20 +423,25 @@ def _decode(reader: Any, conn: Any, raw: bytes) -> tuple[np.ndarray, Any]:
 
 
 def decode_frame(reader: Any, conn: Any, index: int, t: int, raw: bytes,
-                 preprocessor: Any) -> Frame | Skip:
+                 preprocessor: Any, score_preprocessor: Any = None) -> Frame | Skip:
     """Decode + resize one camera message; a :class:`Skip` saying why if impossible.
 
     The same decoding (:mod:`vr_goggles.image.codec`) and preprocessing as the ROS node.
+    ``score_preprocessor``: also resize the decoded frame for a domain score whose input size
+    differs from the goggles' (``Frame.score_image``).
     """
     try:
         rgb, header = _decode(reader, conn, raw)
         image = preprocessor.image(rgb)
+        score_image = (score_preprocessor.image(rgb) if score_preprocessor is not None
+                       else None)
     except _Undecodable as e:
         return Skip(index, t, conn.topic, e.kind, short_error(e.error))
     except Exception as e:  # preprocessing refused the decoded image
         return Skip(index, t, conn.topic, 'bad image', short_error(e))
     stamp = (int(header.stamp.sec), int(header.stamp.nanosec))
-    return Frame(index, t, stamp, str(header.frame_id), rgb.shape[:2], image)
+    return Frame(index, t, stamp, str(header.frame_id), rgb.shape[:2], image,
+                 score_image=score_image)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The self-contained HTML report of a replay (``--report``).
 
-Summary table, skipped messages, latency and flicker plots and an input | translated strip of
-the sampled frames, built with the helpers of :mod:`vr_goggles.replay.html` (matplotlib is
-imported there, only when a plot is drawn).
+Summary table, skipped messages, latency, flicker and domain-score plots and an input |
+translated strip of the sampled frames, built with the helpers of :mod:`vr_goggles.replay.html`
+(matplotlib is imported there, only when a plot is drawn).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from vr_goggles.replay import html as rp
+from vr_goggles.replay.domain import summary_rows
 from vr_goggles.replay.metrics import NO_FLICKER, RunStats, json_default, pair_text, skipped_text
 
 
 def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunStats) -> Path:
-    """Standalone HTML: summary, latency and flicker plots, input | translated strip, command."""
+    """Standalone HTML: summary, latency, flicker and domain-score plots, frames, command."""
     sections: list[tuple[str, str]] = []
     status = ('complete' if metrics['complete']
               else f'<span class="warn">INCOMPLETE: {rp.escape(metrics["error"])}</span>')
@@ -43,6 +44,8 @@ def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunSta
         summary['policy switch rate'] = metrics['policy']['switch_rate']
     if metrics.get('bench'):
         summary['bench replay/engine ratio'] = metrics['bench']['ratio']
+    if metrics.get('domain_score'):
+        summary.update(summary_rows(metrics['domain_score']))
     sections.append(('Summary', f'<p>Run: {status}</p>' + rp.table(summary)))
     if metrics['skipped']['count']:
         sections.append(('Skipped messages', rp.table(metrics['skipped']['reasons'].items(),
@@ -67,6 +70,8 @@ def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunSta
         ax.legend()
         sections.append(('Temporal flicker', rp.img_tag(rp.figure_to_data_uri(fig),
                                                         'flicker plot')))
+    if metrics.get('domain_score') and metrics['domain_score']['frames'] >= 2:
+        sections.append(('Domain score', _domain_plot(metrics['domain_score'])))
     samples = sorted(stats.samples, key=lambda s: s[0])
     if samples:
         step = max(1, len(samples) // 8)
@@ -79,10 +84,45 @@ def write_report(path: str | os.PathLike, metrics: dict[str, Any], stats: RunSta
                                    'translated'))
         sections.append(('Input | translated', '\n'.join(rows)))
     sections.append(('Command', rp.pre(metrics['command'] or '(library call)')))
-    sections.append(('All metrics', rp.pre(json.dumps(metrics, indent=2,
+    sections.append(('All metrics', rp.pre(json.dumps(_without_series(metrics), indent=2,
                                                       default=json_default))))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(rp.html_page('vr-goggles replay', sections, subtitle=metrics['bag']),
                     encoding='utf-8')
     return path
+
+
+def _domain_plot(dm: dict[str, Any]) -> str:
+    """Score over time, the threshold line, the guard's stopped spans shaded; with a caption."""
+    series = dm['per_frame']
+    t, score = np.asarray(series['t']), np.asarray(series['score'], dtype=float)
+    fig, ax = rp.new_figure()
+    ax.plot(t, score, lw=0.8, marker='.', ms=3, label='domain score')
+    low = ~(score >= dm['threshold'])
+    if low.any():
+        ax.plot(t[low], score[low], ls='none', marker='.', ms=4, c='tab:red',
+                label='below threshold')
+    ax.axhline(dm['threshold'], ls='--', c='k', lw=0.8,
+               label=f"threshold {dm['threshold']:.2f}")
+    guard = dm['guard']
+    for i, stop in enumerate(guard['stops']):
+        end = stop['end']['t'] if stop['end'] is not None else float(t[-1])
+        ax.axvspan(stop['start']['t'], end, color='tab:red', alpha=0.15, lw=0,
+                   label='guard would stop the robot' if i == 0 else None)
+    ax.set_xlabel('time since the first frame (s)')
+    ax.set_ylabel('domain score (higher = in domain)')
+    ax.legend(fontsize='small')
+    caption = (f"policy_node's stop rule: stop after {guard['stop_after']} consecutive frames "
+               f"below the threshold, resume after {guard['resume_after']} at or above it; "
+               f"{guard['stop_events']} stop(s), {guard['stopped_s']:.2f} s stopped")
+    return rp.img_tag(rp.figure_to_data_uri(fig), 'domain score plot', caption)
+
+
+def _without_series(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics for the report's dump, the per-frame score series left to ``--metrics``."""
+    dm = metrics.get('domain_score')
+    if not dm:
+        return metrics
+    note = f"{dm['frames']} frames: index, stamp, t, score, stopped in the --metrics JSON"
+    return {**metrics, 'domain_score': {**dm, 'per_frame': note}}
