@@ -1,14 +1,16 @@
 """``vr-goggles export``: weights -> ONNX for onnxruntime, ``trtexec`` or Isaac ROS TensorRT.
 
-A generator (the goggles) or the policy's actor (``--model policy_sim``: input ``(N, C, H, W)``
+A generator (the goggles), the policy's actor (``--model policy_sim``: input ``(N, C, H, W)``
 with the channels of its card's frame stack and turn-memory planes, output the ``(N, 3)``
-action logits). The file records the SHA-256 of the weights it came from and their model key
-in its ``metadata_props``; written beside the weights as ``NAME.onnx``
+action logits) or the domain score (``--model domain_score``: output the ``(N,)`` scores).
+The file records the SHA-256 of the weights it came from and their model key in its
+``metadata_props``; written beside the weights as ``NAME.onnx``
 (``--onnx vr_goggles/weights/NAME.onnx --dynamic-batch``) it is what the ONNX Runtime engine
 of the nodes runs on a robot without torch, and a stale one is refused there.
 
 The graph has one input ``input``, float32 ``(N, 3, H, W)`` RGB in [-1, 1] (``x / 127.5 - 1``,
-see :mod:`vr_goggles.image.preprocess`) and one output ``output`` of the same shape and range. The
+see :mod:`vr_goggles.image.preprocess`; the actor's channels as above) and one output ``output``:
+a generator's of the same shape and range, the actor's and the domain score's as above. The
 batch is static (``--batch``, default 1) unless ``--dynamic-batch``; height and width are
 static. ``--fp16`` stores float16 weights and runs the network in float16 between a cast in and
 a cast out (I/O stays float32): a strongly typed TensorRT 11 build (``trtexec --onnx=FILE``, no
@@ -26,7 +28,8 @@ from vr_goggles.engines.cli_support import add_model_arg
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``export``."""
-    p = subparsers.add_parser('export', help='export a generator or policy actor to ONNX',
+    p = subparsers.add_parser('export',
+                              help='export a generator, policy actor or domain score to ONNX',
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
@@ -76,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  input  '{INPUT_NAME}':  ({n}, {c}, {h}, {w}) float32: the card's frame stack "
               'and turn-memory planes in [-1, 1]')
         print(f"  output '{OUTPUT_NAME}': ({n}, {n_actions}) float32 action logits")
+    elif card.architecture == 'DomainScoreNet':
+        threshold = (card.extra or {}).get('threshold')
+        below = '' if threshold is None else f'; card threshold {float(threshold):.4g}'
+        print(f"  input  '{INPUT_NAME}':  ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
+        print(f"  output '{OUTPUT_NAME}': ({n},) float32 domain scores (higher = more "
+              f'in-domain{below})')
     else:
         print(f"  input  '{INPUT_NAME}':  ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
         print(f"  output '{OUTPUT_NAME}': ({n}, 3, {h}, {w}) float32 RGB in [-1, 1]")
