@@ -442,7 +442,8 @@ def test_reproduce_section_is_validated(saved, edit, match):
 
 
 SHIPPED = ('goggles_cyclegan', 'goggles_cycada', 'goggles_vr_goggles', 'segmenter',
-           'segmenter_dr', 'segmenter_dr2', 'segmenter_real', 'policy_sim', 'policy_randomized')
+           'segmenter_dr', 'segmenter_dr2', 'segmenter_real', 'policy_sim', 'policy_randomized',
+           'domain_score')
 
 
 @pytest.mark.parametrize('name', SHIPPED)
