@@ -8,6 +8,13 @@ restamped) and ``/diagnostics``. With ``floor_prior`` it also subscribes ``odom`
 newest pose (:mod:`vr_goggles.goggles.floor_prior`; frames before the first pose go out without
 it).
 
+With ``domain_score`` (the shipped score by default; '' turns it off) every decoded camera frame
+is also scored against the goggles' training look (:mod:`vr_goggles.goggles.domain_score`,
+about 0.5 ms under ONNX Runtime) and the score goes out on ``<image_sim>/domain_score``
+(geometry_msgs/Vector3Stamped, the input's header: ``x`` score, ``y`` threshold, ``z`` 1.0 when
+below) just before the image, for ``policy_node``'s stop; ``/diagnostics`` warns on a frame below
+the threshold and reports an error after ``domain_error_frames`` of them in a row.
+
 Design: the subscription callback only drops the message into a one-slot buffer
 (``vr_goggles.nodes.latest.LatestSlot``); a worker thread decodes (codec), runs
 :meth:`vr_goggles.goggles.Goggles.frame` (translation, floor prior, output size) and encodes
@@ -25,14 +32,25 @@ import threading
 import time
 from typing import Any
 
+from geometry_msgs.msg import Vector3Stamped
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
 from vr_goggles.goggles.floor_prior import yaw_from_quaternion
 from vr_goggles.nodes.latest import LatestSlot
-from vr_goggles.nodes.params import GOGGLES_PARAMS, parse_output_size, stamp_ns, too_old
+from vr_goggles.nodes.params import (
+    DOMAIN_SCORE_TOPIC,
+    GOGGLES_PARAMS,
+    below_threshold,
+    beside,
+    parse_output_size,
+    retune_guard,
+    stamp_ns,
+    too_old,
+)
 from vr_goggles.nodes.rate_stats import LatencyStats, RateMeter
 from vr_goggles.nodes.ros_common import (
+    ERROR,
     OK,
     WARN,
     Diagnostics,
@@ -51,6 +69,7 @@ class GogglesNode(StopReleaseLifecycleNode):
         self.params = declare_parameters(self, GOGGLES_PARAMS, on_change=self._on_change)
         self._output_size = parse_output_size(self.params['output_size'])
         self._max_age = float(self.params['max_age'])
+        self._error_frames = int(self.params['domain_error_frames'])
         self.slot: LatestSlot = LatestSlot()
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
@@ -69,6 +88,11 @@ class GogglesNode(StopReleaseLifecycleNode):
         self._encode = None
         self._pub = None
         self._sub = None
+        self.domain_score = None  # vr_goggles.goggles.domain_score.DomainScore, when on
+        self._score_pub = None
+        self._score_guard = None  # diagnostics only: policy_node holds the robot
+        self.score_latency = LatencyStats()
+        self.frames_below = 0  # frames below the domain score threshold, in total
         self._worker: threading.Thread | None = None
         self.active = False
         self.input_topic = ''
@@ -81,6 +105,8 @@ class GogglesNode(StopReleaseLifecycleNode):
             self._output_size = parse_output_size(values['output_size'])
         if 'max_age' in values:
             self._max_age = float(values['max_age'])
+        if 'domain_error_frames' in values:
+            self._error_frames = int(values['domain_error_frames'])  # the worker retunes
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -105,15 +131,40 @@ class GogglesNode(StopReleaseLifecycleNode):
             except Exception as exc:  # noqa: BLE001 (a failed transition, with the reason)
                 self.get_logger().error(f'configure: cannot set up floor_prior: {exc}')
                 return TransitionCallbackReturn.FAILURE
+        scoring = ''
+        if p['domain_score']:
+            from vr_goggles.goggles.domain_score import DomainGuard, DomainScore
+
+            try:
+                self.domain_score = DomainScore.load(p['domain_score'],
+                                                     engine=p['domain_score_engine'])
+            except Exception as exc:  # noqa: BLE001 (a failed transition, with the reason)
+                self.goggles = None
+                self.get_logger().error(
+                    f'configure: cannot load domain_score {p["domain_score"]!r} with engine '
+                    f'{p["domain_score_engine"]!r}: {exc} (domain_score:="" turns the score '
+                    'off)')
+                return TransitionCallbackReturn.FAILURE
+            # resume_after=1: the diagnostics describe the newest frames; the hysteresis of
+            # the stop belongs to policy_node, which acts on it.
+            self._score_guard = DomainGuard(self.domain_score.threshold,
+                                            stop_after=self._error_frames, resume_after=1)
+            scoring = (f', domain score {p["domain_score"]!r} on '
+                       f'{self.domain_score.engine} (threshold '
+                       f'{self.domain_score.threshold:.2f})')
         self._decode = (codec.compressed_to_numpy if p['compressed_input']
                         else codec.image_to_rgb)
         self._encode = codec.numpy_to_image
-        self._pub = self.create_lifecycle_publisher(Image, 'image_sim',
-                                                    qos_profile(p['output_qos']))
+        qos = qos_profile(p['output_qos'])
+        self._pub = self.create_lifecycle_publisher(Image, 'image_sim', qos)
+        if self.domain_score is not None:
+            self._score_pub = self.create_lifecycle_publisher(
+                Vector3Stamped, beside(self, 'image_sim', DOMAIN_SCORE_TOPIC), qos)
         eng = self.goggles.engine
         self.get_logger().info(
             f'configured in {time.perf_counter() - t0:.2f} s: model {p["model"]!r}, engine '
-            f'{eng.name} ({eng.precision}) on {eng.device}, output_size {p["output_size"]}')
+            f'{eng.name} ({eng.precision}) on {eng.device}, output_size {p["output_size"]}'
+            f'{scoring}')
         return TransitionCallbackReturn.SUCCESS
 
     def _make_prior(self):
@@ -139,9 +190,7 @@ class GogglesNode(StopReleaseLifecycleNode):
         """Subscribe and start the inference worker."""
         p = self.params
         if p['compressed_input']:
-            base = (self.resolve_topic_name('image') if hasattr(self, 'resolve_topic_name')
-                    else 'image')
-            self.input_topic = base.rstrip('/') + '/compressed'
+            self.input_topic = beside(self, 'image', 'compressed')
             msg_type = CompressedImage
         else:
             self.input_topic, msg_type = 'image', Image
@@ -176,7 +225,12 @@ class GogglesNode(StopReleaseLifecycleNode):
 
     def _release(self) -> None:
         super()._release()
+        if self._score_pub is not None:
+            self.destroy_lifecycle_publisher(self._score_pub)
+            self._score_pub = None
         self.goggles = None
+        self.domain_score = None
+        self._score_guard = None
 
     # -- data path --------------------------------------------------------------------------
     def _on_image(self, msg) -> None:
@@ -225,6 +279,8 @@ class GogglesNode(StopReleaseLifecycleNode):
         goggles = self.goggles
         if goggles is None:
             return
+        if self.domain_score is not None:
+            self._score(rgb, msg.header)
         pose = self._pose
         if pose is None and goggles.needs_pose:
             self.no_odometry += 1
@@ -240,6 +296,28 @@ class GogglesNode(StopReleaseLifecycleNode):
         self.slot.mark_processed()
         self.output_rate.tick()
         self.latency.add(time.perf_counter() - t_received)
+
+    def _score(self, rgb, header) -> None:
+        # Before the translation, so policy_node has the score before the image it describes.
+        scorer, guard = self.domain_score, self._score_guard
+        if scorer is None or guard is None:
+            return
+        t0 = time.perf_counter()
+        score = scorer(rgb)
+        self.score_latency.add(time.perf_counter() - t0)
+        if guard.stop_after != self._error_frames:
+            guard = self._score_guard = retune_guard(guard, guard.threshold,
+                                                     self._error_frames, 1)
+        guard.update(score)
+        below = below_threshold(score, guard.threshold)
+        self.frames_below += below
+        pub = self._score_pub
+        if pub is None or not self.active:
+            return
+        out = Vector3Stamped()
+        out.header = header  # the camera frame's instant: copied, never restamped
+        out.vector.x, out.vector.y, out.vector.z = score, guard.threshold, float(below)
+        pub.publish(out)
 
     # -- diagnostics ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -262,7 +340,19 @@ class GogglesNode(StopReleaseLifecycleNode):
             'too_old': self.too_old, 'malformed': self.malformed, 'errors': self.errors,
             'floor_prior': bool(self.goggles is not None and self.goggles.needs_pose),
             'no_odometry': self.no_odometry,
+            **self._score_stats(),
         }
+
+    def _score_stats(self) -> dict[str, Any]:
+        guard = self._score_guard
+        if guard is None:
+            return {'domain_score': 'off' if not self.params['domain_score'] else 'not loaded'}
+        lat = self.score_latency.summary()
+        return {'domain_score': round(guard.last_score, 3),
+                'domain_threshold': round(guard.threshold, 3),
+                'domain_below_run': guard.below, 'domain_frames_below': self.frames_below,
+                'domain_low_events': guard.stops,
+                'domain_score_p50_ms': round(lat['p50'], 3)}
 
     def _report(self) -> tuple[int, str, dict[str, Any]]:
         s = self.stats()
@@ -270,11 +360,17 @@ class GogglesNode(StopReleaseLifecycleNode):
         new_problems, self._reported_problems = problems - self._reported_problems, problems
         if not self.active:
             return OK, s['state'], s
+        guard = self._score_guard
+        if guard is not None and guard.stopped:
+            return ERROR, guard.reason(), s
         if new_problems:
             return WARN, (f'{new_problems} frames skipped (malformed {s["malformed"]}, '
                           f'too old {s["too_old"]}, errors {s["errors"]} in total)'), s
         if s['input_rate_hz'] == 0.0:
             return WARN, f'no input on {s["input_topic"]}', s
+        if guard is not None and guard.below:
+            return WARN, (f'newest frame below the domain score threshold ({guard.below} in a '
+                          f'row; {guard.reason()})'), s
         return OK, 'translating', s
 
 

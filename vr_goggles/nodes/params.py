@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
+from vr_goggles.goggles.domain_score import DEFAULT_DOMAIN_SCORE, DomainGuard
 from vr_goggles.goggles.facade import parse_output_size
 from vr_goggles.policy.actions import CONTROL_PERIOD
 from vr_goggles.policy.policy import POLICY_ENGINES
@@ -21,6 +22,9 @@ PRECISION_CHOICES = ('fp32', 'fp16', 'bf16')
 DOMAIN_CHOICES = ('real', 'sim', 'randomized')
 SPLIT_CHOICES = ('train', 'eval')
 EXECUTOR_CHOICES = ('auto', 'events', 'single_threaded')
+DOMAIN_SCORE_ENGINE_CHOICES = ('auto', 'torch', 'onnxruntime')
+#: The score topic's name beside ``image_sim`` (``<image_sim>/domain_score``).
+DOMAIN_SCORE_TOPIC = 'domain_score'
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,17 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
               'down).', read_only=True, range=(-89.0, 89.0)),
     ParamSpec('camera_fov_y', 60.0, 'floor_prior: vertical field of view in degrees.',
               read_only=True, range=(1.0, 179.0)),
+    ParamSpec('domain_score', DEFAULT_DOMAIN_SCORE, 'Per-frame domain score of the camera '
+              'frame against the goggles\' training look, published on '
+              '<image_sim>/domain_score (geometry_msgs/Vector3Stamped: x score, y threshold, '
+              "z 1.0 when below) for policy_node's stop: a shipped name or a weights path; "
+              "'' turns it off.", read_only=True),
+    ParamSpec('domain_score_engine', 'auto', 'What runs the domain score: onnxruntime (its '
+              'ONNX export beside the weights; about 0.5 ms on a CPU), torch, or auto '
+              '(onnxruntime when the export exists or torch is missing).', read_only=True,
+              choices=DOMAIN_SCORE_ENGINE_CHOICES),
+    ParamSpec('domain_error_frames', 4, '/diagnostics ERROR after this many consecutive '
+              'frames below the domain score threshold (WARN for fewer).', range=(1, 100)),
     _EXECUTOR,
 )
 
@@ -163,6 +178,15 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('output_qos', 'reliable', f'cmd_vel {_QOS}.', read_only=True,
               choices=QOS_CHOICES),
     ParamSpec('autostart', True, 'Configure and activate at start-up.', read_only=True),
+    ParamSpec('stop_on_domain_score', True, 'Hold the robot still (zero velocity) while '
+              '<image_sim>/domain_score says the goggles do not know what the camera sees; '
+              'false ignores the score (for users who gate elsewhere).'),
+    ParamSpec('domain_stop_frames', 4, 'Stop after this many consecutive domain scores below '
+              'the threshold.', range=(1, 100)),
+    ParamSpec('domain_resume_frames', 8, 'Drive again after this many consecutive domain '
+              'scores at or above the threshold.', range=(1, 1000)),
+    ParamSpec('domain_threshold_shift', 0.0, 'Added to the threshold carried by each score '
+              'message (negative: more permissive, stops later).', range=(-20.0, 20.0)),
     _EXECUTOR,
 )
 
@@ -220,3 +244,41 @@ def frame_age(now_ns: int, stamp_ns: int) -> float:
 def too_old(now_ns: int, stamp_ns: int, max_age: float) -> bool:
     """Whether a frame stamped ``stamp_ns`` is older than ``max_age`` s (0 disables)."""
     return max_age > 0 and frame_age(now_ns, stamp_ns) > max_age
+
+
+def beside(node: Any, base: str, leaf: str) -> str:
+    """``<base>/<leaf>`` where ``base`` is resolved and remapped as ``node`` would resolve it.
+
+    A sub-topic (``image/compressed``, ``image_sim/domain_score``) then follows a remapped
+    ``base``, as image_transport's do. rclpy before Iron has no ``resolve_topic_name``: there
+    the relative name is returned and the namespace applies as usual.
+    """
+    resolve = getattr(node, 'resolve_topic_name', None)
+    root = resolve(base) if resolve is not None else base
+    return f'{root.rstrip("/")}/{leaf}'
+
+
+def below_threshold(score: float, threshold: float) -> bool:
+    """Whether ``score`` is below ``threshold``, as :class:`DomainGuard` counts it (NaN is)."""
+    return not float(score) >= float(threshold)
+
+
+def retune_guard(guard: DomainGuard | None, threshold: float, stop_after: int,
+                 resume_after: int) -> DomainGuard:
+    """The guard for these settings: ``guard`` when they are unchanged, else a retuned copy.
+
+    The copy keeps the stop, the current runs of frames and the event count, so a change of
+    threshold or frame counts at run time never releases a stopped robot by itself: the new
+    rule applies from the next score on. A NaN threshold equals itself here (every score is
+    below it, a stop), so a stream of them does not restart the count on every message.
+    """
+    threshold = float(threshold)
+    if guard is not None and (guard.stop_after, guard.resume_after) == (
+            stop_after, resume_after) and (guard.threshold == threshold or (
+                math.isnan(guard.threshold) and math.isnan(threshold))):
+        return guard
+    new = DomainGuard(threshold, stop_after=stop_after, resume_after=resume_after)
+    if guard is not None:
+        new.stopped, new.below, new.above = guard.stopped, guard.below, guard.above
+        new.stops, new.last_score = guard.stops, guard.last_score
+    return new
