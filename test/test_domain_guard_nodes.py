@@ -231,12 +231,12 @@ def test_policy_node_holds_the_robot_on_low_scores_and_drives_again(h, tiny, rng
         assert level == OK and 'no domain score' in text and values['domain_score'] == 'absent'
         # One short of the stop: still driving.
         scores.send(0.5, 2)
-        scores.send(-12.0, 3)
+        scores.send(-12.0, 4)
         time.sleep(0.3)
         t = time.perf_counter()
         assert wait_for(lambda: any(moving(m) for m in commands_after(got, t)), 2)
         assert not node.held
-        # The 4th low score in a row: held still, zero velocity at once and on every tick.
+        # The 5th low score in a row: held still, zero velocity at once and on every tick.
         scores.send(-12.0)
         assert wait_for(lambda: node.held, 2)
         t_held = time.perf_counter()
@@ -244,7 +244,7 @@ def test_policy_node_holds_the_robot_on_low_scores_and_drives_again(h, tiny, rng
         after = commands_after(got, t_held + 0.05)
         assert len(after) >= 5 and not any(moving(m) for m in after), 'drove while held'
         level, text, values = node._report()
-        assert level == ERROR and 'below threshold -6.31 for 4 frames' in text
+        assert level == ERROR and 'below threshold -6.31 for 5 frames' in text
         assert values['domain_held'] and values['domain_stops'] == 1
         assert wait_for(lambda: any(
             st.name.startswith('policy_node') and st.level == bytes([ERROR])
@@ -301,7 +301,7 @@ def test_policy_node_switch_shift_and_counts_are_dynamic(h, tiny, rng):
         scores.send(-12.0, 6)
         assert node._guard.threshold == pytest.approx(THRESHOLD - 10.0)
         assert not node.held and node._guard.below == 0
-        scores.send(-17.0, 4)
+        scores.send(-17.0, 5)
         assert wait_for(lambda: node.held, 2)
     finally:
         cam.stop()

@@ -76,44 +76,44 @@ def real_then_black_frames() -> tuple[list[np.ndarray], list[bool]]:
 
 
 def test_summary_known_answers():
-    """3 good, 5 low, 8 good, 4 low (a NaN among them): two stops, the second to the end."""
-    scores = [0.5] * 3 + [-12.0] * 5 + [0.2] * 8 + [-12.0, np.nan, -9.0, -12.0]
+    """3 good, 6 low, 8 good, 5 low (a NaN among them): two stops, the second to the end."""
+    scores = [0.5] * 3 + [-12.0] * 6 + [0.2] * 8 + [-12.0, np.nan, -9.0, -12.0, -12.0]
     series = ScoreSeries()
     for i, s in enumerate(scores):
         t = bf.T0 + i * 100_000_000
         series.add(i + 10, (t // 10**9, t % 10**9), t, s)
-    series.seconds = 0.02
+    series.seconds = 0.022
     dm = summarize(series, -6.31, name='x', engine='onnxruntime')
     g = dm['guard']
-    assert (g['stop_after'], g['resume_after']) == (4, 8)  # DomainGuard's = policy_node's
+    assert (g['stop_after'], g['resume_after']) == (5, 8)  # DomainGuard's = policy_node's
     assert g['stop_events'] == 2
     first, second = g['stops']
-    # the 4th low frame (position 6) stops; the 8th good one after them (position 15) resumes
-    assert (first['start']['index'], first['end']['index']) == (16, 25)
-    assert first['start']['stamp'] == pytest.approx(T0_S + 0.6)
-    assert first['start']['t'] == pytest.approx(0.6)
+    # the 5th low frame (position 7) stops; the 8th good one after them (position 16) resumes
+    assert (first['start']['index'], first['end']['index']) == (17, 26)
+    assert first['start']['stamp'] == pytest.approx(T0_S + 0.7)
+    assert first['start']['t'] == pytest.approx(0.7)
     assert first['resumed'] and first['frames'] == 9
     assert first['duration_s'] == pytest.approx(0.9)
-    # the 4th of the trailing low frames is the last one: stopped at the end, not resumed
-    assert second['start']['index'] == 29 and second['end'] is None
+    # the 5th of the trailing low frames is the last one: stopped at the end, not resumed
+    assert second['start']['index'] == 31 and second['end'] is None
     assert not second['resumed'] and second['frames'] == 1 and second['duration_s'] == 0.0
     assert g['first_stop'] == first['start']
     assert g['stopped_frames'] == 10 and g['stopped_s'] == pytest.approx(0.9)
-    assert dm['below_threshold'] == 9 and dm['share_below'] == pytest.approx(9 / 20)
+    assert dm['below_threshold'] == 11 and dm['share_below'] == pytest.approx(11 / 22)
     run = dm['longest_run_below']
-    assert (run['index'], run['frames']) == (13, 5) and run['duration_s'] == pytest.approx(0.4)
+    assert (run['index'], run['frames']) == (13, 6) and run['duration_s'] == pytest.approx(0.5)
     assert dm['median'] == pytest.approx(0.2) and dm['min'] == -12.0
     assert dm['ms_per_frame'] == pytest.approx(1.0)
     per = dm['per_frame']
-    assert per['index'] == list(range(10, 30))
-    assert per['stopped'] == [False] * 6 + [True] * 9 + [False] * 4 + [True]
+    assert per['index'] == list(range(10, 32))
+    assert per['stopped'] == [False] * 7 + [True] * 9 + [False] * 5 + [True]
     assert summarize(ScoreSeries(), -6.31)['guard']['stop_events'] == 0
 
 
 @needs_real
 @pytest.mark.parametrize('batch_size', [1, 4])
 def test_black_stretch_is_found(tmp_path, gen, ds, batch_size):
-    """The black part is below threshold; the guard stops on its 4th frame; the report plots it."""
+    """The black part is below threshold; the guard stops on its 5th frame; the report plots it."""
     frames, black = real_then_black_frames()
     expect = ds.scores(frames)  # the decoded camera frames at their own size (160x120)
     assert (expect[np.array(black)] < ds.threshold).all()
@@ -136,19 +136,19 @@ def test_black_stretch_is_found(tmp_path, gen, ds, batch_size):
     g = dm['guard']
     assert g['stop_events'] == 1
     stop = g['stops'][0]
-    assert g['first_stop']['index'] == 8 == black.index(True) + 3  # the 4th black frame
-    assert g['first_stop']['stamp'] == pytest.approx(T0_S + 0.8, abs=1e-6)
+    assert g['first_stop']['index'] == 9 == black.index(True) + 4  # the 5th black frame
+    assert g['first_stop']['stamp'] == pytest.approx(T0_S + 0.9, abs=1e-6)
     assert stop['end']['index'] == 18  # the 8th photo after the black stretch
-    assert g['stopped_frames'] == 10 and g['stopped_s'] == pytest.approx(1.0, abs=1e-6)
+    assert g['stopped_frames'] == 9 and g['stopped_s'] == pytest.approx(0.9, abs=1e-6)
     run = dm['longest_run_below']
     assert (run['index'], run['frames']) == (5, 6)
     assert run['duration_s'] == pytest.approx(0.5, abs=1e-6)
-    assert 'guard would stop 1 time(s), 1.00 s in all, first at frame 8' in format_summary(m)
+    assert 'guard would stop 1 time(s), 0.90 s in all, first at frame 9' in format_summary(m)
     html = report.read_text()
     assert '<h2>Domain score</h2>' in html and 'alt="domain score plot"' in html
     section = html.split('<h2>Domain score</h2>')[1].split('</section>')[0]
-    assert 'src="data:image/png;base64,' in section and 'stop after 4' in section
-    assert 'first stop</th><td>frame 8, t = 0.80 s' in html
+    assert 'src="data:image/png;base64,' in section and 'stop after 5' in section
+    assert 'first stop</th><td>frame 9, t = 0.90 s' in html
     assert 'frames below threshold</th><td>6 of 21 (28.6%)' in html
 
 

@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     help='seconds of good frames before the first switch')
     ap.add_argument('--goggles', default='goggles_vr_goggles', help="goggles_node's model")
     ap.add_argument('--policy', default='policy_sim', help="policy_node's model")
-    ap.add_argument('--stop-frames', type=int, default=4, help='domain_stop_frames')
+    ap.add_argument('--stop-frames', type=int, default=5, help='domain_stop_frames')
     ap.add_argument('--resume-frames', type=int, default=8, help='domain_resume_frames')
     ap.add_argument('--executor', default='single_threaded', choices=EXECUTOR_CHOICES,
                     help="the nodes' executor (see above)")

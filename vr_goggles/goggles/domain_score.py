@@ -129,7 +129,7 @@ class DomainGuard:
     ``resume_after`` consecutive ones at or above it. A NaN score counts as below.
     """
 
-    def __init__(self, threshold: float, stop_after: int = 4, resume_after: int = 8) -> None:
+    def __init__(self, threshold: float, stop_after: int = 5, resume_after: int = 8) -> None:
         if stop_after < 1 or resume_after < 1:
             raise ValueError(f'stop_after and resume_after must be >= 1, got {stop_after}, '
                              f'{resume_after}')

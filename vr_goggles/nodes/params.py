@@ -151,7 +151,7 @@ GOGGLES_PARAMS: tuple[ParamSpec, ...] = (
               'ONNX export beside the weights; about 0.5 ms on a CPU), torch, or auto '
               '(onnxruntime when the export exists or torch is missing).', read_only=True,
               choices=DOMAIN_SCORE_ENGINE_CHOICES),
-    ParamSpec('domain_error_frames', 4, '/diagnostics ERROR after this many consecutive '
+    ParamSpec('domain_error_frames', 5, '/diagnostics ERROR after this many consecutive '
               'frames below the domain score threshold (WARN for fewer).', range=(1, 100)),
     _EXECUTOR,
 )
@@ -181,7 +181,7 @@ POLICY_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('stop_on_domain_score', True, 'Hold the robot still (zero velocity) while '
               '<image_sim>/domain_score says the goggles do not know what the camera sees; '
               'false ignores the score (for users who gate elsewhere).'),
-    ParamSpec('domain_stop_frames', 4, 'Stop after this many consecutive domain scores below '
+    ParamSpec('domain_stop_frames', 5, 'Stop after this many consecutive domain scores below '
               'the threshold.', range=(1, 100)),
     ParamSpec('domain_resume_frames', 8, 'Drive again after this many consecutive domain '
               'scores at or above the threshold.', range=(1, 1000)),
