@@ -9,6 +9,11 @@ domain-randomised frames (both carry the simulator's labels; no real label is ev
 becomes the translators' pseudo-labeller (``train_translator --pseudo-segmenter``): the
 sim-only model is confidently wrong on real frames, so its pseudo-labels cannot keep the chair.
 
+``--fda-real SOURCE`` adds Fourier Domain Adaptation (:mod:`sim_training.fda`): every sampled
+training frame gets the low-frequency amplitude spectrum of a random *unlabelled* frame of
+SOURCE (the robot's camera), so the segmenter learns the camera's look without a camera label;
+it gives the no-label semantic goggles (``segmenter_fda``; docs/results/no_label_fda.md).
+
 ``python -m sim_training.train_segmenter --data data/sim --out vr_goggles/weights/segmenter``
 
 With ``--out``, the run checkpoints atomically every ``--ckpt-every`` steps to ``OUT.ckpt.pt``
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 
 from sim_training.config_cli import add_config_flags, setting_differences
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
+from sim_training.fda import FDASampler
 from sim_training.run_control import (
     StopOnInterrupt,
     TrainingInterrupted,
@@ -65,6 +71,10 @@ class SegmenterConfig:
     val_fraction: float = 0.1  #: held-out tail of each source for the validation IoU
     crop_pad: int = 4         #: random crop from a reflect-padded frame (0 = off)
     class_weights: str = ''   #: per-class CE weights, 'chair=3' (uniform by default)
+    fda_real: str = ''
+    """unlabelled real-domain frames (folder / collector export / bag:topic) whose
+    low-frequency amplitude is given to every training frame (FDA); '' = off"""
+    fda_beta: float = 0.05    #: FDA: half-side of the swapped low-frequency square / min(H, W)
     seed: int = 0             #: seed of weights and sampling
     threads: int = 1          #: torch intra-op threads
     out: str = ''             #: weights path (safetensors + card); '' = do not save
@@ -173,6 +183,17 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
         resume = str(ckpt) if ckpt is not None and ckpt.is_file() else ''
     if ckpt is not None and not cfg.overwrite:
         refuse_rerun(cfg.out, ckpt, resuming=bool(resume))
+    fda_targets = None
+    if cfg.fda_real:  # first: a wrong path fails before the labelled data is read
+        if not 0.0 <= cfg.fda_beta <= 0.5:
+            raise ValueError(f'--fda-beta: {cfg.fda_beta} is not in [0, 0.5]')
+        try:  # labels='none': no label of these frames is ever read, only their spectra
+            fda_targets = load_source(cfg.fda_real, size, labels='none',
+                                      strict=cfg.strict_images).images
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f'--fda-real: {e}') from None
+        if len(fda_targets) == 0:
+            raise ValueError(f'--fda-real: {cfg.fda_real}: no frames')
     if cfg.synthetic:
         frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
         sources = [frames]
@@ -192,7 +213,11 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     model = SegmentationNet(width=cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
-    sampler = FrameSampler(train_set, seed=cfg.seed, flip=True, crop_pad=cfg.crop_pad)
+    if fda_targets is None:
+        sampler = FrameSampler(train_set, seed=cfg.seed, flip=True, crop_pad=cfg.crop_pad)
+    else:
+        sampler = FDASampler(train_set, targets=fda_targets, beta=cfg.fda_beta, seed=cfg.seed,
+                             flip=True, crop_pad=cfg.crop_pad)
     start, wall_before = 0, 0.0
     if resume:
         state = _load_checkpoint(Path(resume), cfg)
@@ -272,7 +297,10 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
             name=Path(cfg.out).name, architecture='SegmentationNet',
             kwargs={'in_channels': 3, 'num_classes': NUM_CLASSES, 'width': cfg.width},
             input_size=list(size), task='semantic segmentation of simulator frames '
-            f'({train_set.name}; classes {list(CLASS_NAMES)})', training_command=command,
+            f'({train_set.name}; classes {list(CLASS_NAMES)})' + (
+                f', each with the low-frequency amplitude of an unlabelled frame of '
+                f'{cfg.fda_real} (FDA, beta {cfg.fda_beta})' if cfg.fda_real else ''),
+            training_command=command,
             metrics=metrics, extra={'config': asdict(cfg), 'preprocess': pre.card(),
                                     'classes': list(CLASS_NAMES)})
         print(f'saved {save(cfg.out, model.state_dict(), card)}', flush=True)
