@@ -55,6 +55,10 @@ CONDITIONS: dict[str, tuple[str, str, str | None, str]] = {
                               'behind semantic goggles: the sim frame rendered from the '
                               'classes segmenter_real (trained on labelled camera frames) finds '
                               'and the odometry pose; no generator'),
+    'real_semantic_goggles_fda': ('policy_sim', 'real', 'semantic:segmenter_fda',
+                                  'behind semantic goggles with segmenter_fda (FDA: sim + '
+                                  'randomised labels, unlabelled camera frames; no real '
+                                  'label)'),
     'real_stats_match': ('policy_sim', 'real', 'stats_match',
                          'per-frame channel statistics matched to sim (training-free)'),
     'real_dr_policy': ('policy_randomized', 'real', None,

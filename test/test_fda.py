@@ -246,3 +246,24 @@ def test_missing_fda_real_folder_is_one_line_naming_it(tmp_path, capsys):
     assert seg.main(['--synthetic', '4', '--fda-real', str(tmp_path / 'cam'),
                      '--fda-beta', '0.7', '--steps', '1']) == 2
     assert '--fda-beta: 0.7 is not in [0, 0.5]' in capsys.readouterr().err
+
+
+def test_semantic_fda_config_differs_from_the_semantic_one_only_in_the_segmenter():
+    """config/goggles_semantic_fda.yaml: valid goggles_node values, segmenter_fda, no more.
+
+    It is goggles_semantic.yaml with the no-label segmenter, so the two must not drift apart.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from vr_goggles.nodes import params as P
+
+    config = Path(__file__).resolve().parents[1] / 'config'
+
+    def values(name):
+        return yaml.safe_load((config / name).read_text())['/**']['ros__parameters']
+
+    fda_values = values('goggles_semantic_fda.yaml')
+    assert P.validate(P.GOGGLES_PARAMS, fda_values) == []
+    assert fda_values == {**values('goggles_semantic.yaml'), 'floor_segmenter': 'segmenter_fda'}
