@@ -25,7 +25,7 @@ from vr_goggles.commands.reproduce import parse_steps
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ('goggles_cyclegan', 'goggles_cycada', 'goggles_vr_goggles', 'segmenter',
            'segmenter_dr', 'segmenter_dr2', 'segmenter_real', 'policy_sim', 'policy_randomized',
-           'domain_score')
+           'domain_score', 'segmenter_fda')
 POLICIES = ('policy_sim', 'policy_randomized')  # PPO in the simulator: no dataset to collect
 
 
