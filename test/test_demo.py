@@ -12,7 +12,7 @@ from sim_training.closed_loop import CONDITIONS, DemoConfig, goals, run_demo  # 
 from vr_goggles import cli  # noqa: E402
 from vr_goggles.weights import SHIPPED_DIR  # noqa: E402
 
-SEGMENTERS = {'segmenter_dr', 'segmenter_dr2', 'segmenter_real'}
+SEGMENTERS = {'segmenter_dr', 'segmenter_dr2', 'segmenter_real', 'segmenter_fda'}
 NEEDED = {c[0] for c in CONDITIONS.values()} | SEGMENTERS | {
     c[2].partition('+')[0] for c in CONDITIONS.values()
     if c[2] not in (None, 'stats_match') and not c[2].startswith('semantic:')}

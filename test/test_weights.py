@@ -443,7 +443,7 @@ def test_reproduce_section_is_validated(saved, edit, match):
 
 SHIPPED = ('goggles_cyclegan', 'goggles_cycada', 'goggles_vr_goggles', 'segmenter',
            'segmenter_dr', 'segmenter_dr2', 'segmenter_real', 'policy_sim', 'policy_randomized',
-           'domain_score')
+           'domain_score', 'segmenter_fda')
 
 
 @pytest.mark.parametrize('name', SHIPPED)
