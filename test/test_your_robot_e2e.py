@@ -208,6 +208,10 @@ def test_every_guide_command_parses_as_written():
                 from sim_training.train_translator import config_from_args
 
                 config_from_args(args.args)
+            elif args.what == 'domain-score':
+                from sim_training.train_domain_score import build_parser as ds
+
+                ds().parse_args(args.args)
             else:
                 from sim_training.policy_training.args import parse_args
 
