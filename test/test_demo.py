@@ -43,7 +43,7 @@ def test_results_json_schema_and_all_conditions(demo_run):
         assert 0.0 <= c['spl'] <= 1.0
     assert set(on_disk['goals']) == {'vr_goggles_ge_0.85x_sim', 'no_goggles_le_0.5x_sim',
                                      'vr_goggles_gt_cyclegan',
-                                     'semantic_goggles_ge_0.85x_sim'}
+                                     'semantic_goggles_ge_0.85x_sim', 'no_label_ge_0.85x_sim'}
 
 
 def test_conditions_share_identical_seeds(demo_run):
@@ -94,6 +94,10 @@ def test_goals_known_answers():
     c['real_semantic_goggles'] = {'success_rate': 0.84}
     assert goals(c)['semantic_goggles_ge_0.85x_sim'] is False
     assert goals(c)['vr_goggles_ge_0.85x_sim'] is False
+    c['real_semantic_goggles_fda'] = {'success_rate': 0.74}  # the shipped draw: 0.78x
+    assert goals(c)['no_label_ge_0.85x_sim'] is False
+    c['real_semantic_goggles_fda']['success_rate'] = 0.85
+    assert goals(c)['no_label_ge_0.85x_sim'] is True
 
 
 def test_cli_rejects_unknown_condition(tmp_path, capsys):
