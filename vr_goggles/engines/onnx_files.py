@@ -65,6 +65,22 @@ def beside_weights(source: Any) -> Path | None:
     return Path(source.weights_path).with_suffix('.onnx')
 
 
+def onnx_ready(source: Any) -> bool:
+    """Whether ONNX Runtime can run ``source`` without an export: the ``auto`` engines' test.
+
+    True when an export of these weights already exists (beside them or in the cache; opening
+    it checks it), checked first so that torch is not even imported then, or when torch cannot
+    be imported (nothing else can run it). Shared by the policy and the domain score.
+    """
+    from vr_goggles.engines.onnx_engine import onnx_cache_path
+
+    side = beside_weights(source)
+    if ((side is not None and side.exists())
+            or onnx_cache_path(source.key, source.stem, source.input_size).exists()):
+        return True
+    return torch_import_error() is not None  # imports torch when it is there
+
+
 def export_command(source: Any, target: Path) -> str:
     """The ``vr-goggles export`` line that writes ``target`` for ``source``."""
     model = source.weights_path or source.stem

@@ -56,7 +56,8 @@ class DomainScore:
         """A shipped score by name or a weights path; ``engine`` as for the policy.
 
         ``torch``, ``onnxruntime`` (the ONNX export beside the weights; no torch import) or
-        ``auto`` (ONNX Runtime when that export exists or torch is absent, else torch). A
+        ``auto`` (ONNX Runtime when an export of these weights exists, beside them or in the
+        cache, or torch is absent, else torch: :func:`vr_goggles.engines.onnx_files.onnx_ready`). A
         missing, corrupt or foreign file raises :class:`WeightsError` naming it.
         """
         from vr_goggles.engines.factory import require_torch, source_from_weights
@@ -71,17 +72,11 @@ class DomainScore:
             return cls(module, card, name=str(path))
         source, card = source_from_weights(path, engine='onnxruntime')
         cls._check(card, path)
-        if engine == 'auto':
-            from vr_goggles.engines.onnx_files import beside_weights
-
-            side = beside_weights(source)
-            if side is None or not side.exists():
-                from vr_goggles.engines.base import torch_import_error
-
-                if torch_import_error() is None:
-                    return cls(source.module, card, name=str(path))
         from vr_goggles.engines.onnx_engine import OnnxModel
-        from vr_goggles.engines.onnx_files import open_for_source
+        from vr_goggles.engines.onnx_files import onnx_ready, open_for_source
+
+        if engine == 'auto' and not onnx_ready(source):
+            return cls(source.module, card, name=str(path))
 
         runner = open_for_source(source, lambda p: OnnxModel(p, threads=1))
         return cls(None, card, runner=runner, name=str(path))

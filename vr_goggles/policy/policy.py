@@ -123,6 +123,7 @@ class Policy:
         file, :class:`vr_goggles.engines.EngineUnavailable` when the engine cannot run here.
         """
         from vr_goggles.engines.factory import source_from_weights
+        from vr_goggles.engines.onnx_files import onnx_ready
 
         if engine not in POLICY_ENGINES:
             raise ValueError(f'engine: expected one of {", ".join(POLICY_ENGINES)}, got '
@@ -135,7 +136,7 @@ class Policy:
             return cls(module, card, name=str(resolve(name_or_path)))
         source, card = source_from_weights(name_or_path, engine='onnxruntime')
         policy = cls(None, card, name=str(resolve(name_or_path)), source=source)
-        if engine == 'auto' and not _onnx_ready(source):
+        if engine == 'auto' and not onnx_ready(source):
             policy.module  # noqa: B018 (torch; a state dict that does not fit fails here)
             return policy
         policy.runner = open_actor(source)
@@ -209,24 +210,6 @@ class Policy:
     def action_names(self) -> tuple[str, ...]:
         """Names of the discrete actions, index-aligned with :meth:`act`'s result."""
         return ACTION_NAMES
-
-
-def _onnx_ready(source: Any) -> bool:
-    """Whether ONNX Runtime can run ``source`` without an export: ``auto``'s test.
-
-    True when an export of these weights already exists (beside them or in the cache; opening
-    it checks it), checked first so that torch is not even imported then, or when torch cannot
-    be imported (nothing else can run it).
-    """
-    from vr_goggles.engines.base import torch_import_error
-    from vr_goggles.engines.onnx_engine import onnx_cache_path
-    from vr_goggles.engines.onnx_files import beside_weights
-
-    side = beside_weights(source)
-    if ((side is not None and side.exists())
-            or onnx_cache_path(source.key, source.stem, source.input_size).exists()):
-        return True
-    return torch_import_error() is not None  # imports torch when it is there
 
 
 def open_actor(source: Any) -> Any:
