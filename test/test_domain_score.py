@@ -24,7 +24,7 @@ from tiny_models import save_tiny_generator
 import torch
 
 from vr_goggles.cli import main as cli
-from vr_goggles.goggles.domain_score import DomainGuard, DomainScore
+from vr_goggles.goggles.domain_score import DomainGuard, DomainScore, is_below
 from vr_goggles.models.domain_score_net import (
     DomainScoreNet,
     RotationNet,
@@ -430,3 +430,28 @@ def test_trainer_command_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('train_domain_score: error: ')
     assert '--overwrite' in err[0]
+
+
+def test_is_below_counts_nan_as_below():
+    """The flag goggles_node publishes agrees with DomainGuard (NaN is below)."""
+    assert is_below(-7.0, -6.3) and not is_below(-6.3, -6.3)
+    assert is_below(math.nan, -6.3)
+
+
+def test_retuned_guard_keeps_the_stop_and_the_runs():
+    """A run-time change never releases a stopped robot; unchanged settings keep the guard."""
+    g = DomainGuard(-6.0, 2, 3)
+    assert (g.threshold, g.stop_after, g.resume_after, g.stopped) == (-6.0, 2, 3, False)
+    assert g.retuned(-6.0, 2, 3) is g
+    g.update(-10.0)
+    assert g.update(-10.0).stopped  # stopped after 2
+    g.update(0.0)
+    g2 = g.retuned(-5.0, 2, 5)  # more resume frames: still stopped, run kept
+    assert g2 is not g and g2.stopped and (g2.above, g2.below, g2.stops) == (1, 0, 1)
+    assert g2.threshold == -5.0 and g2.resume_after == 5
+    assert all(g2.update(0.0).stopped for _ in range(3))
+    assert g2.update(0.0).stopped is False and g2.stops == 1  # the 5th good frame
+    nan = DomainGuard(math.nan, 2, 3)
+    assert nan.retuned(math.nan, 2, 3) is nan  # a NaN threshold does not restart
+    nan.update(0.0)
+    assert nan.update(0.0).stopped

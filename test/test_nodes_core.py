@@ -286,31 +286,6 @@ def test_domain_score_engine_choices_are_the_cores():
     assert 'domain_stop_frames' in policy['domain_stop_frames'].check(0)
 
 
-def test_below_threshold_counts_nan_as_below():
-    """The flag goggles_node publishes agrees with DomainGuard (NaN is below)."""
-    assert P.below_threshold(-7.0, -6.3) and not P.below_threshold(-6.3, -6.3)
-    assert P.below_threshold(math.nan, -6.3)
-
-
-def test_retune_guard_keeps_the_stop_and_the_runs():
-    """A run-time change never releases a stopped robot; unchanged settings keep the guard."""
-    g = P.retune_guard(None, -6.0, 2, 3)
-    assert (g.threshold, g.stop_after, g.resume_after, g.stopped) == (-6.0, 2, 3, False)
-    assert P.retune_guard(g, -6.0, 2, 3) is g
-    g.update(-10.0)
-    assert g.update(-10.0).stopped  # stopped after 2
-    g.update(0.0)
-    g2 = P.retune_guard(g, -5.0, 2, 5)  # more resume frames: still stopped, run kept
-    assert g2 is not g and g2.stopped and (g2.above, g2.below, g2.stops) == (1, 0, 1)
-    assert g2.threshold == -5.0 and g2.resume_after == 5
-    assert all(g2.update(0.0).stopped for _ in range(3))
-    assert g2.update(0.0).stopped is False and g2.stops == 1  # the 5th good frame
-    nan = P.retune_guard(None, math.nan, 2, 3)
-    assert P.retune_guard(nan, math.nan, 2, 3) is nan  # a NaN threshold does not restart
-    nan.update(0.0)
-    assert nan.update(0.0).stopped
-
-
 def test_beside_follows_the_resolved_base():
     """``<image_sim>/domain_score`` follows a remapped image_sim; relative without resolver."""
     from types import SimpleNamespace as NS

@@ -108,6 +108,11 @@ class DomainScore:
         return float(self.scores([image], color_order)[0])
 
 
+def is_below(score: float, threshold: float) -> bool:
+    """Whether ``score`` is below ``threshold`` as the guard counts it: NaN is below."""
+    return not float(score) >= float(threshold)
+
+
 @dataclass
 class GuardState:
     """What :meth:`DomainGuard.update` decided for one frame."""
@@ -145,8 +150,7 @@ class DomainGuard:
         """Count one frame's score and return the decision after it."""
         score = float(score)
         self.last_score = score
-        low = not (score >= self.threshold)  # NaN is low
-        if low:
+        if is_below(score, self.threshold):
             self.below, self.above = self.below + 1, 0
         else:
             self.below, self.above = 0, self.above + 1
@@ -157,6 +161,24 @@ class DomainGuard:
         elif self.stopped and self.above >= self.resume_after:
             self.stopped, changed = False, True
         return GuardState(self.stopped, changed, self.reason())
+
+    def retuned(self, threshold: float, stop_after: int, resume_after: int) -> DomainGuard:
+        """The guard for these settings: itself when unchanged, else a copy keeping its state.
+
+        The copy keeps the stop, the current runs of frames and the event count, so a change of
+        threshold or frame counts at run time never releases a stopped robot by itself: the new
+        rule applies from the next score on. A NaN threshold equals itself here (every score is
+        below it, a stop), so a stream of them does not restart the count on every message.
+        """
+        threshold = float(threshold)
+        if (self.stop_after, self.resume_after) == (stop_after, resume_after) and (
+                self.threshold == threshold
+                or (math.isnan(self.threshold) and math.isnan(threshold))):
+            return self
+        new = DomainGuard(threshold, stop_after=stop_after, resume_after=resume_after)
+        new.stopped, new.below, new.above = self.stopped, self.below, self.above
+        new.stops, new.last_score = self.stops, self.last_score
+        return new
 
     def reason(self) -> str:
         """One line: why the guard stops, or that it does not."""

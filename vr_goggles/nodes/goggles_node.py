@@ -36,15 +36,14 @@ from geometry_msgs.msg import Vector3Stamped
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
+from vr_goggles.goggles.domain_score import is_below
 from vr_goggles.goggles.floor_prior import yaw_from_quaternion
 from vr_goggles.nodes.latest import LatestSlot
 from vr_goggles.nodes.params import (
     DOMAIN_SCORE_TOPIC,
     GOGGLES_PARAMS,
-    below_threshold,
     beside,
     parse_output_size,
-    retune_guard,
     stamp_ns,
     too_old,
 )
@@ -306,10 +305,9 @@ class GogglesNode(StopReleaseLifecycleNode):
         score = scorer(rgb)
         self.score_latency.add(time.perf_counter() - t0)
         if guard.stop_after != self._error_frames:
-            guard = self._score_guard = retune_guard(guard, guard.threshold,
-                                                     self._error_frames, 1)
+            guard = self._score_guard = guard.retuned(guard.threshold, self._error_frames, 1)
         guard.update(score)
-        below = below_threshold(score, guard.threshold)
+        below = is_below(score, guard.threshold)
         self.frames_below += below
         pub = self._score_pub
         if pub is None or not self.active:

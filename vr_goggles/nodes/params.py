@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
-from vr_goggles.goggles.domain_score import DEFAULT_DOMAIN_SCORE, DomainGuard
+from vr_goggles.goggles.domain_score import DEFAULT_DOMAIN_SCORE
 from vr_goggles.goggles.facade import parse_output_size
 from vr_goggles.policy.actions import CONTROL_PERIOD
 from vr_goggles.policy.policy import POLICY_ENGINES
@@ -256,29 +256,3 @@ def beside(node: Any, base: str, leaf: str) -> str:
     resolve = getattr(node, 'resolve_topic_name', None)
     root = resolve(base) if resolve is not None else base
     return f'{root.rstrip("/")}/{leaf}'
-
-
-def below_threshold(score: float, threshold: float) -> bool:
-    """Whether ``score`` is below ``threshold``, as :class:`DomainGuard` counts it (NaN is)."""
-    return not float(score) >= float(threshold)
-
-
-def retune_guard(guard: DomainGuard | None, threshold: float, stop_after: int,
-                 resume_after: int) -> DomainGuard:
-    """The guard for these settings: ``guard`` when they are unchanged, else a retuned copy.
-
-    The copy keeps the stop, the current runs of frames and the event count, so a change of
-    threshold or frame counts at run time never releases a stopped robot by itself: the new
-    rule applies from the next score on. A NaN threshold equals itself here (every score is
-    below it, a stop), so a stream of them does not restart the count on every message.
-    """
-    threshold = float(threshold)
-    if guard is not None and (guard.stop_after, guard.resume_after) == (
-            stop_after, resume_after) and (guard.threshold == threshold or (
-                math.isnan(guard.threshold) and math.isnan(threshold))):
-        return guard
-    new = DomainGuard(threshold, stop_after=stop_after, resume_after=resume_after)
-    if guard is not None:
-        new.stopped, new.below, new.above = guard.stopped, guard.below, guard.above
-        new.stops, new.last_score = guard.stops, guard.last_score
-    return new

@@ -33,12 +33,12 @@ from geometry_msgs.msg import Twist, TwistStamped, Vector3Stamped
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from vr_goggles.goggles.domain_score import DomainGuard
 from vr_goggles.nodes.params import (
     DOMAIN_SCORE_TOPIC,
     POLICY_PARAMS,
     beside,
     clamp_velocity,
-    retune_guard,
     stamp_ns,
 )
 from vr_goggles.nodes.rate_stats import RateMeter
@@ -200,8 +200,10 @@ class PolicyNode(StopReleaseLifecycleNode):
 
     def _retune(self) -> None:
         # Under self._lock: the guard for the carried threshold and the current parameters.
-        self._guard = retune_guard(self._guard, self._msg_threshold + self._shift,
-                                   self._stop_frames, self._resume_frames)
+        threshold = self._msg_threshold + self._shift
+        self._guard = (DomainGuard(threshold, self._stop_frames, self._resume_frames)
+                       if self._guard is None else
+                       self._guard.retuned(threshold, self._stop_frames, self._resume_frames))
 
     def _update_hold(self) -> bool:
         """Under self._lock: apply the guard and the switch; True when the hold flipped.
