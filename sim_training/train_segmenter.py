@@ -14,6 +14,11 @@ training frame gets the low-frequency amplitude spectrum of a random *unlabelled
 SOURCE (the robot's camera), so the segmenter learns the camera's look without a camera label;
 it gives the no-label semantic goggles (``segmenter_fda``; docs/results/no_label_fda.md).
 
+``--dacs-real SOURCE`` adds DACS (:mod:`sim_training.dacs`): a mean teacher pseudo-labels
+unlabelled frames of SOURCE, half of a labelled frame's classes are pasted onto each (ClassMix)
+and the student also learns from those mixed frames; the better no-label segmenter on the
+semantic goggles' training layouts (``segmenter_dacs``; docs/results/no_label_dacs.md).
+
 ``python -m sim_training.train_segmenter --data data/sim --out vr_goggles/weights/segmenter``
 
 With ``--out``, the run checkpoints atomically every ``--ckpt-every`` steps to ``OUT.ckpt.pt``
@@ -40,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from sim_training.config_cli import add_config_flags, setting_differences
+from sim_training.dacs import DACS, DEFAULT_ALPHA, DEFAULT_TAU
 from sim_training.data import FrameSampler, FrameSet, load_source, synthetic_frames
 from sim_training.fda import FDASampler
 from sim_training.run_control import (
@@ -75,6 +81,11 @@ class SegmenterConfig:
     """unlabelled real-domain frames (folder / collector export / bag:topic) whose
     low-frequency amplitude is given to every training frame (FDA); '' = off"""
     fda_beta: float = 0.05    #: FDA: half-side of the swapped low-frequency square / min(H, W)
+    dacs_real: str = ''
+    """unlabelled real-domain frames (folder / collector export / bag:topic) the student also
+    learns from through ClassMix and a mean teacher's pseudo-labels (DACS); '' = off"""
+    dacs_tau: float = DEFAULT_TAU  #: DACS: teacher confidence that counts a pixel as sure
+    dacs_alpha: float = DEFAULT_ALPHA  #: DACS: teacher EMA rate per step
     seed: int = 0             #: seed of weights and sampling
     threads: int = 1          #: torch intra-op threads
     out: str = ''             #: weights path (safetensors + card); '' = do not save
@@ -183,7 +194,18 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
         resume = str(ckpt) if ckpt is not None and ckpt.is_file() else ''
     if ckpt is not None and not cfg.overwrite:
         refuse_rerun(cfg.out, ckpt, resuming=bool(resume))
-    fda_targets = None
+    if cfg.fda_real and cfg.dacs_real:
+        raise ValueError('--fda-real and --dacs-real: pick one (their combination is not '
+                         'measured; docs/results/no_label_dacs.md)')
+    fda_targets = dacs_targets = None
+    if cfg.dacs_real:  # first: a wrong path fails before the labelled data is read
+        try:  # labels='none': no label of these frames is ever read
+            dacs_targets = load_source(cfg.dacs_real, size, labels='none',
+                                       strict=cfg.strict_images).images
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f'--dacs-real: {e}') from None
+        if len(dacs_targets) == 0:
+            raise ValueError(f'--dacs-real: {cfg.dacs_real}: no frames')
     if cfg.fda_real:  # first: a wrong path fails before the labelled data is read
         if not 0.0 <= cfg.fda_beta <= 0.5:
             raise ValueError(f'--fda-beta: {cfg.fda_beta} is not in [0, 0.5]')
@@ -211,6 +233,9 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
             print(f'warning: {warning}', file=sys.stderr, flush=True)
     train_set, val_set = _split(sources, cfg.val_fraction)
     model = SegmentationNet(width=cfg.width)
+    dacs = None if dacs_targets is None else DACS(
+        model, dacs_targets, seed=cfg.seed, tau=cfg.dacs_tau, alpha=cfg.dacs_alpha,
+        crop_pad=cfg.crop_pad)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     if fda_targets is None:
@@ -227,6 +252,8 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
         sampler.generator.set_state(state['sampler_rng'])
         torch.set_rng_state(state['torch_rng'])
         start, wall_before = int(state['step']), float(state['wall_s'])
+        if dacs is not None:
+            dacs.load_state_dict(state['dacs'])
         print(f'resumed {resume} at step {start}', flush=True)
     writer = None
     if cfg.tb:
@@ -242,7 +269,8 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
             'config': asdict(cfg), 'step': done, 'model': model.state_dict(),
             'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
             'sampler_rng': sampler.generator.get_state(), 'torch_rng': torch.get_rng_state(),
-            'wall_s': wall_before + time.perf_counter() - t0})
+            'wall_s': wall_before + time.perf_counter() - t0,
+            **({} if dacs is None else {'dacs': dacs.state_dict()})})
 
     done = start
     with StopOnInterrupt(enabled=ckpt is not None, what='the segmenter') as stop:
@@ -253,14 +281,22 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
             model.train()
             x, y = sampler.sample(cfg.batch_size)
             loss = F.cross_entropy(model(x), y, weight=weight)
+            if dacs is not None:
+                loss_mix, share = dacs.loss(model, x, y)
+                loss = loss + loss_mix
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if dacs is not None:
+                dacs.update_teacher(model)
             if step % 200 == 0:
-                print(f'step {step} loss {loss.item():.4f}', flush=True)
+                print(f'step {step} loss {loss.item():.4f}' + (
+                    '' if dacs is None else f' confident {share:.3f}'), flush=True)
                 if writer is not None:
                     writer.add_scalar('train/loss', loss.item(), step)
+                    if dacs is not None:
+                        writer.add_scalar('train/dacs_confident_share', share, step)
             done = step + 1
             if ckpt is not None and cfg.ckpt_every > 0 and done % cfg.ckpt_every == 0 \
                     and done < cfg.steps:
@@ -299,7 +335,10 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
             input_size=list(size), task='semantic segmentation of simulator frames '
             f'({train_set.name}; classes {list(CLASS_NAMES)})' + (
                 f', each with the low-frequency amplitude of an unlabelled frame of '
-                f'{cfg.fda_real} (FDA, beta {cfg.fda_beta})' if cfg.fda_real else ''),
+                f'{cfg.fda_real} (FDA, beta {cfg.fda_beta})' if cfg.fda_real else '') + (
+                f', and ClassMix frames of unlabelled {cfg.dacs_real} with its mean teacher\'s '
+                f'pseudo-labels (DACS, tau {cfg.dacs_tau}, alpha {cfg.dacs_alpha})'
+                if cfg.dacs_real else ''),
             training_command=command,
             metrics=metrics, extra={'config': asdict(cfg), 'preprocess': pre.card(),
                                     'classes': list(CLASS_NAMES)})

@@ -1,0 +1,243 @@
+"""DACS (sim_training.dacs, train_segmenter --dacs-real): known answers on hand-built batches.
+
+DACS self-trains the segmenter on unlabelled camera frames: half of a labelled frame's classes
+pasted onto a camera frame (ClassMix), the teacher's pseudo-labels elsewhere, weighted by the
+teacher's confident share; the teacher is an EMA of the student (issue #40,
+docs/results/no_label_dacs.md). The checks: ClassMix of a hand-built pair pastes exactly the
+drawn classes' pixels; the confident share, the weighting and the EMA on known numbers; the
+trainer records the settings, resumes exactly (teacher and both generators included) and
+names a missing folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch')
+os.environ.setdefault('PYGLET_HEADLESS', '1')
+
+from sim_training.dacs import (  # noqa: E402
+    DACS,
+    classmix,
+    confident_share,
+    ema_update,
+    mixed_loss,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _pair():
+    """A labelled frame of three classes in vertical bands, +1 everywhere, and a -1 target.
+
+    Labels: columns 0-1 class 1 (floor), 2-3 class 2 (wall), 4-5 class 4 (chair); the teacher's
+    labels for the target are all 3 (ceiling).
+    """
+    ys = torch.tensor([[1, 1, 2, 2, 4, 4]] * 4).unsqueeze(0)  # (1, 4, 6)
+    xs = torch.ones(1, 3, 4, 6)
+    xt = -torch.ones(1, 3, 4, 6)
+    pt = torch.full((1, 4, 6), 3)
+    return xs, ys, xt, pt
+
+
+def test_classmix_of_a_hand_built_pair_pastes_exactly_the_drawn_classes():
+    """Three classes present -> ceil(3 / 2) = 2 pasted, the two the generator's randperm draws.
+
+    The mix is the labelled frame (+1) on those classes' pixels and the target (-1) elsewhere;
+    its labels are the true ones there and the teacher's (3) elsewhere.
+    """
+    xs, ys, xt, pt = _pair()
+    g = torch.Generator().manual_seed(5)
+    picked = torch.tensor([1, 2, 4])[torch.randperm(3, generator=torch.Generator()
+                                                    .manual_seed(5))[:2]]
+    xm, ym, m = classmix(xs, ys, xt, pt, g)
+    want = torch.isin(ys, picked)
+    assert torch.equal(m, want)
+    assert int(m.sum()) == 2 * 4 * 2  # two bands of 4 x 2 pixels
+    assert torch.equal(xm, torch.where(want[:, None], 1.0, -1.0).expand(1, 3, 4, 6))
+    assert torch.equal(ym, torch.where(want, ys, 3))
+    assert set(ym.unique().tolist()) == set(picked.tolist()) | {3}
+
+
+def test_classmix_pastes_at_least_one_class_and_half_of_an_even_count():
+    """One class present: it is pasted (the whole frame); four present: two of them."""
+    g = torch.Generator().manual_seed(0)
+    one = torch.full((1, 2, 2), 2)
+    xm, ym, m = classmix(torch.ones(1, 3, 2, 2), one, -torch.ones(1, 3, 2, 2),
+                         torch.zeros(1, 2, 2, dtype=torch.long), g)
+    assert bool(m.all()) and torch.equal(ym, one) and bool((xm == 1).all())
+    four = torch.tensor([[[0, 1], [2, 5]]])
+    _, _, m = classmix(torch.ones(1, 3, 2, 2), four, -torch.ones(1, 3, 2, 2),
+                       torch.zeros(1, 2, 2, dtype=torch.long), g)
+    assert int(m.sum()) == 2
+
+
+def test_confident_share_counts_pixels_above_tau_per_frame():
+    """Frame 0: 3 of 4 pixels at 0.98 > 0.968; frame 1: none (0.9)."""
+    prob = torch.zeros(2, 2, 2, 2)
+    prob[0, 0] = torch.tensor([[0.98, 0.98], [0.98, 0.5]])
+    prob[0, 1] = 1 - prob[0, 0]
+    prob[1, 0] = 0.9
+    prob[1, 1] = 0.1
+    assert torch.allclose(confident_share(prob, 0.968), torch.tensor([0.75, 0.0]))
+
+
+def test_mixed_loss_weights_pasted_pixels_one_and_the_rest_the_share():
+    """Uniform logits over C classes: each pixel's CE is ln C; two pixels pasted of four.
+
+    Mean weighted CE = ln C * (2 * 1 + 2 * share) / 4.
+    """
+    c = 3
+    logits = torch.zeros(1, c, 2, 2)
+    labels = torch.tensor([[[0, 1], [2, 0]]])
+    pasted = torch.tensor([[[True, False], [True, False]]])
+    got = mixed_loss(logits, labels, pasted, torch.tensor([0.25]))
+    assert math.isclose(float(got), math.log(c) * (2 + 2 * 0.25) / 4, rel_tol=1e-6)
+    assert math.isclose(float(mixed_loss(logits, labels, pasted, torch.tensor([0.0]))),
+                        math.log(c) / 2, rel_tol=1e-6)
+
+
+def test_ema_update_moves_the_teacher_a_hundredth_and_copies_buffers():
+    """Teacher weights 0, student 1, alpha 0.99 -> 0.01; BN statistics copied as they are."""
+    student = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))
+    for p in student.parameters():
+        torch.nn.init.ones_(p)
+    for p in teacher.parameters():
+        torch.nn.init.zeros_(p)
+    student[1].running_mean.fill_(7.0)
+    ema_update(teacher, student, 0.99)
+    for p in teacher.parameters():
+        assert torch.allclose(p, torch.full_like(p, 0.01))
+    assert float(teacher[1].running_mean) == 7.0
+
+
+def test_dacs_refuses_bad_settings_and_keeps_its_teacher_out_of_the_gradient():
+    """No targets, tau outside (0, 1), alpha outside [0, 1): refused by name."""
+    model = torch.nn.Conv2d(3, 6, 1)
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match='no target frames'):
+        DACS(model, frames[:0], seed=0)
+    with pytest.raises(ValueError, match='dacs_tau: 1.5'):
+        DACS(model, frames, seed=0, tau=1.5)
+    with pytest.raises(ValueError, match='dacs_alpha: 1.0'):
+        DACS(model, frames, seed=0, alpha=1.0)
+    d = DACS(model, frames, seed=0)
+    assert not any(p.requires_grad for p in d.teacher.parameters())
+    loss, share = d.loss(model, torch.zeros(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))
+    assert loss.requires_grad and 0.0 <= share <= 1.0
+
+
+# -- the trainer ---------------------------------------------------------------------------------
+
+
+def _camera_folder(path, n=4, size=16):
+    """A folder of unlabelled PNG 'camera frames' (no labels/ anywhere)."""
+    from sim_training.collect import _write_png
+    from sim_training.data import synthetic_frames
+
+    path.mkdir()
+    for i, img in enumerate(synthetic_frames(n, (size, size), domain='real', seed=7).images):
+        _write_png(path / f'{i:03d}.png', img)
+    return path
+
+
+def _weights(stem):
+    from safetensors.numpy import load_file
+
+    return load_file(f'{stem}.safetensors')
+
+
+def test_trainer_dacs_run_records_it_resumes_exactly_and_refuses_other_dacs(tmp_path,
+                                                                            monkeypatch):
+    """A DACS run interrupted after its step-2 checkpoint resumes to the whole run's weights.
+
+    The teacher and both DACS generators are in the checkpoint, so the resumed run is
+    bit-identical; the card records dacs_real; another dacs_tau or no dacs_real is refused on
+    resume; DACS changes what is learned.
+    """
+    from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
+    from vr_goggles.weights import load_card
+
+    cam = _camera_folder(tmp_path / 'cam')
+
+    def cfg(out, **kw):
+        kw = {'dacs_real': str(cam), **kw}
+        return SegmenterConfig(synthetic=8, size=16, width=4, steps=6, batch_size=4,
+                               ckpt_every=2, out=str(tmp_path / out), **kw)
+
+    train(cfg('whole'), command='pytest')
+    card = load_card(tmp_path / 'whole')
+    assert card.extra['config']['dacs_real'] == str(cam)
+    assert f'unlabelled {cam}' in card.task and 'DACS, tau 0.968, alpha 0.99' in card.task
+    real_loss, calls = DACS.loss, []
+
+    def dies_at_step_3(self, student, xs, ys):
+        calls.append(len(xs))
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_loss(self, student, xs, ys)
+
+    monkeypatch.setattr(DACS, 'loss', dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg('cut'), command='pytest')
+    monkeypatch.setattr(DACS, 'loss', real_loss)
+    ckpt = checkpoint_path(tmp_path / 'cut')
+    assert 'dacs' in torch.load(ckpt, weights_only=True)
+    with pytest.raises(ValueError, match=r'different run \(dacs_tau=0.968 vs 0.9\)'):
+        train(cfg('cut', resume='auto', dacs_tau=0.9), command='pytest')
+    with pytest.raises(ValueError, match=r'different run \(dacs_real='):
+        train(cfg('cut', resume='auto', dacs_real=''), command='pytest')
+    train(cfg('cut', resume='auto'), command='pytest')
+    assert not ckpt.exists()
+    whole, cut = _weights(tmp_path / 'whole'), _weights(tmp_path / 'cut')
+    assert all(np.array_equal(whole[k], cut[k]) for k in whole)
+    train(cfg('plain', dacs_real=''), command='pytest')
+    plain = _weights(tmp_path / 'plain')
+    assert not all(np.array_equal(whole[k], plain[k]) for k in whole)
+
+
+def test_missing_dacs_real_folder_and_fda_with_dacs_are_one_line(tmp_path, capsys):
+    """A missing --dacs-real folder: exit 2, one line naming the flag and the folder.
+
+    Asking for FDA and DACS together is refused (their combination is not measured).
+    """
+    from sim_training import train_segmenter as seg
+
+    missing = tmp_path / 'no_camera'
+    rc = seg.main(['--data', str(tmp_path / 'no_data'), '--dacs-real', str(missing),
+                   '--steps', '1'])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f'--dacs-real: {missing}: no such folder or bag' in err
+    assert 'no_data' not in err and 'Traceback' not in err
+    assert len(err.strip().splitlines()) == 1
+    cam = _camera_folder(tmp_path / 'cam')
+    assert seg.main(['--synthetic', '4', '--dacs-real', str(cam), '--fda-real', str(cam),
+                     '--steps', '1']) == 2
+    assert '--fda-real and --dacs-real: pick one' in capsys.readouterr().err
+
+
+def test_semantic_dacs_config_differs_from_the_semantic_one_only_in_the_segmenter():
+    """config/goggles_semantic_dacs.yaml: valid goggles_node values, segmenter_dacs, no more."""
+    from pathlib import Path
+
+    import yaml
+
+    from vr_goggles.nodes import params as P
+
+    config = Path(__file__).resolve().parents[1] / 'config'
+
+    def values(name):
+        return yaml.safe_load((config / name).read_text())['/**']['ros__parameters']
+
+    dacs_values = values('goggles_semantic_dacs.yaml')
+    assert P.validate(P.GOGGLES_PARAMS, dacs_values) == []
+    assert dacs_values == {**values('goggles_semantic.yaml'), 'floor_segmenter': 'segmenter_dacs'}
