@@ -7,8 +7,9 @@ pseudo-labels an unlabelled camera frame, and half of the classes of a labelled 
 pasted onto it (cross-domain ClassMix), so every mixed frame carries true labels where pasted
 and the teacher's elsewhere. The pasted objects keep the pseudo-labels from drifting towards
 the classes the teacher already prefers, the paper's fix for plain self-training. On the
-real-proxy frames it lifts the no-label segmenter's mIoU from 54-55 (FDA) to 56-60 and the
-semantic goggles from 70.5% to 75.5% on training layouts (docs/results/no_label_dacs.md).
+real-proxy frames it lifted the no-label segmenter's mIoU from 54-55 (FDA) to 56-60 and the
+semantic goggles from 70.5% to 75.5% on training layouts (medians of three seeds; draws spread
+about 10 points: docs/results/no_label_dacs.md).
 
 ``train_segmenter --dacs-real SOURCE`` adds :meth:`DACS.loss` to every step's cross-entropy
 and :meth:`DACS.update_teacher` after every optimiser step. The pieces are pure functions

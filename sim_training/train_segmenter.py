@@ -16,8 +16,8 @@ it gives the no-label semantic goggles (``segmenter_fda``; docs/results/no_label
 
 ``--dacs-real SOURCE`` adds DACS (:mod:`sim_training.dacs`): a mean teacher pseudo-labels
 unlabelled frames of SOURCE, half of a labelled frame's classes are pasted onto each (ClassMix)
-and the student also learns from those mixed frames; the better no-label segmenter on the
-semantic goggles' training layouts (``segmenter_dacs``; docs/results/no_label_dacs.md).
+and the student also learns from those mixed frames: the better no-label recipe of the two by
+its median over seeds (docs/results/no_label_dacs.md).
 
 ``python -m sim_training.train_segmenter --data data/sim --out vr_goggles/weights/segmenter``
 

@@ -223,21 +223,3 @@ def test_missing_dacs_real_folder_and_fda_with_dacs_are_one_line(tmp_path, capsy
     assert seg.main(['--synthetic', '4', '--dacs-real', str(cam), '--fda-real', str(cam),
                      '--steps', '1']) == 2
     assert '--fda-real and --dacs-real: pick one' in capsys.readouterr().err
-
-
-def test_semantic_dacs_config_differs_from_the_semantic_one_only_in_the_segmenter():
-    """config/goggles_semantic_dacs.yaml: valid goggles_node values, segmenter_dacs, no more."""
-    from pathlib import Path
-
-    import yaml
-
-    from vr_goggles.nodes import params as P
-
-    config = Path(__file__).resolve().parents[1] / 'config'
-
-    def values(name):
-        return yaml.safe_load((config / name).read_text())['/**']['ros__parameters']
-
-    dacs_values = values('goggles_semantic_dacs.yaml')
-    assert P.validate(P.GOGGLES_PARAMS, dacs_values) == []
-    assert dacs_values == {**values('goggles_semantic.yaml'), 'floor_segmenter': 'segmenter_dacs'}
