@@ -164,6 +164,20 @@ def _split(sources: list[FrameSet], val_fraction: float) -> tuple[FrameSet, Fram
             FrameSet(np.concatenate(va_x), np.concatenate(va_y), name + ':val'))
 
 
+def _unlabelled(flag: str, spec: str, size: tuple[int, int],
+                strict: bool) -> np.ndarray | None:
+    """The images of ``spec`` (None when ''), never its labels; errors name ``flag``."""
+    if not spec:
+        return None
+    try:  # labels='none': no label of these frames is ever read
+        images = load_source(spec, size, labels='none', strict=strict).images
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{flag}: {e}') from None
+    if len(images) == 0:
+        raise ValueError(f'{flag}: {spec}: no frames')
+    return images
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, frames: FrameSet, batch: int = 64) -> dict:
     """Mean IoU and per-class IoU of ``model`` on labelled ``frames``."""
@@ -197,25 +211,11 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     if cfg.fda_real and cfg.dacs_real:
         raise ValueError('--fda-real and --dacs-real: pick one (their combination is not '
                          'measured; docs/results/no_label_dacs.md)')
-    fda_targets = dacs_targets = None
-    if cfg.dacs_real:  # first: a wrong path fails before the labelled data is read
-        try:  # labels='none': no label of these frames is ever read
-            dacs_targets = load_source(cfg.dacs_real, size, labels='none',
-                                       strict=cfg.strict_images).images
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f'--dacs-real: {e}') from None
-        if len(dacs_targets) == 0:
-            raise ValueError(f'--dacs-real: {cfg.dacs_real}: no frames')
-    if cfg.fda_real:  # first: a wrong path fails before the labelled data is read
-        if not 0.0 <= cfg.fda_beta <= 0.5:
-            raise ValueError(f'--fda-beta: {cfg.fda_beta} is not in [0, 0.5]')
-        try:  # labels='none': no label of these frames is ever read, only their spectra
-            fda_targets = load_source(cfg.fda_real, size, labels='none',
-                                      strict=cfg.strict_images).images
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f'--fda-real: {e}') from None
-        if len(fda_targets) == 0:
-            raise ValueError(f'--fda-real: {cfg.fda_real}: no frames')
+    # first: a wrong path fails before the labelled data is read
+    dacs_targets = _unlabelled('--dacs-real', cfg.dacs_real, size, cfg.strict_images)
+    if cfg.fda_real and not 0.0 <= cfg.fda_beta <= 0.5:
+        raise ValueError(f'--fda-beta: {cfg.fda_beta} is not in [0, 0.5]')
+    fda_targets = _unlabelled('--fda-real', cfg.fda_real, size, cfg.strict_images)
     if cfg.synthetic:
         frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
         sources = [frames]

@@ -20,6 +20,8 @@ import pytest
 torch = pytest.importorskip('torch')
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
+from unlabelled_frames import camera_folder, weights  # noqa: E402
+
 from sim_training.dacs import (  # noqa: E402
     DACS,
     classmix,
@@ -138,23 +140,6 @@ def test_dacs_refuses_bad_settings_and_keeps_its_teacher_out_of_the_gradient():
 # -- the trainer ---------------------------------------------------------------------------------
 
 
-def _camera_folder(path, n=4, size=16):
-    """A folder of unlabelled PNG 'camera frames' (no labels/ anywhere)."""
-    from sim_training.collect import _write_png
-    from sim_training.data import synthetic_frames
-
-    path.mkdir()
-    for i, img in enumerate(synthetic_frames(n, (size, size), domain='real', seed=7).images):
-        _write_png(path / f'{i:03d}.png', img)
-    return path
-
-
-def _weights(stem):
-    from safetensors.numpy import load_file
-
-    return load_file(f'{stem}.safetensors')
-
-
 def test_trainer_dacs_run_records_it_resumes_exactly_and_refuses_other_dacs(tmp_path,
                                                                             monkeypatch):
     """A DACS run interrupted after its step-2 checkpoint resumes to the whole run's weights.
@@ -166,7 +151,7 @@ def test_trainer_dacs_run_records_it_resumes_exactly_and_refuses_other_dacs(tmp_
     from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
     from vr_goggles.weights import load_card
 
-    cam = _camera_folder(tmp_path / 'cam')
+    cam = camera_folder(tmp_path / 'cam')
 
     def cfg(out, **kw):
         kw = {'dacs_real': str(cam), **kw}
@@ -197,29 +182,23 @@ def test_trainer_dacs_run_records_it_resumes_exactly_and_refuses_other_dacs(tmp_
         train(cfg('cut', resume='auto', dacs_real=''), command='pytest')
     train(cfg('cut', resume='auto'), command='pytest')
     assert not ckpt.exists()
-    whole, cut = _weights(tmp_path / 'whole'), _weights(tmp_path / 'cut')
+    whole, cut = weights(tmp_path / 'whole'), weights(tmp_path / 'cut')
     assert all(np.array_equal(whole[k], cut[k]) for k in whole)
     train(cfg('plain', dacs_real=''), command='pytest')
-    plain = _weights(tmp_path / 'plain')
+    plain = weights(tmp_path / 'plain')
     assert not all(np.array_equal(whole[k], plain[k]) for k in whole)
 
 
-def test_missing_dacs_real_folder_and_fda_with_dacs_are_one_line(tmp_path, capsys):
-    """A missing --dacs-real folder: exit 2, one line naming the flag and the folder.
+def test_fda_with_dacs_is_refused_in_one_line(tmp_path, capsys):
+    """Asking for FDA and DACS together is refused (their combination is not measured).
 
-    Asking for FDA and DACS together is refused (their combination is not measured).
+    (A missing --dacs-real folder: test_fda.py's test of both flags.)
     """
     from sim_training import train_segmenter as seg
 
-    missing = tmp_path / 'no_camera'
-    rc = seg.main(['--data', str(tmp_path / 'no_data'), '--dacs-real', str(missing),
-                   '--steps', '1'])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert f'--dacs-real: {missing}: no such folder or bag' in err
-    assert 'no_data' not in err and 'Traceback' not in err
-    assert len(err.strip().splitlines()) == 1
-    cam = _camera_folder(tmp_path / 'cam')
+    cam = camera_folder(tmp_path / 'cam')
     assert seg.main(['--synthetic', '4', '--dacs-real', str(cam), '--fda-real', str(cam),
                      '--steps', '1']) == 2
-    assert '--fda-real and --dacs-real: pick one' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert '--fda-real and --dacs-real: pick one' in err
+    assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err

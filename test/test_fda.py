@@ -19,6 +19,8 @@ import pytest
 torch = pytest.importorskip('torch')
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
+from unlabelled_frames import camera_folder, weights  # noqa: E402
+
 from sim_training.data import FrameSampler, FrameSet  # noqa: E402
 from sim_training.fda import FDASampler, fda  # noqa: E402
 
@@ -146,23 +148,6 @@ def test_sampler_refuses_a_bad_beta_or_no_targets():
 # -- the trainer ---------------------------------------------------------------------------------
 
 
-def _camera_folder(path, n=4, size=16):
-    """A folder of unlabelled PNG 'camera frames' (no labels/ anywhere)."""
-    from sim_training.collect import _write_png
-    from sim_training.data import synthetic_frames
-
-    path.mkdir()
-    for i, img in enumerate(synthetic_frames(n, (size, size), domain='real', seed=7).images):
-        _write_png(path / f'{i:03d}.png', img)
-    return path
-
-
-def _weights(stem):
-    from safetensors.numpy import load_file
-
-    return load_file(f'{stem}.safetensors')
-
-
 def test_trainer_with_fda_real_records_it_and_learns_other_weights(tmp_path):
     """The trainer with --fda-real on tiny synthetic data: its card names it.
 
@@ -172,7 +157,7 @@ def test_trainer_with_fda_real_records_it_and_learns_other_weights(tmp_path):
     from sim_training.train_segmenter import SegmenterConfig, train
     from vr_goggles.weights import load_card
 
-    cam = _camera_folder(tmp_path / 'cam')
+    cam = camera_folder(tmp_path / 'cam')
     base = dict(synthetic=8, size=16, width=4, steps=3, batch_size=4)
     train(SegmenterConfig(fda_real=str(cam), fda_beta=0.1, out=str(tmp_path / 'fda'), **base),
           command='pytest')
@@ -182,7 +167,7 @@ def test_trainer_with_fda_real_records_it_and_learns_other_weights(tmp_path):
     assert card.extra['config']['fda_beta'] == 0.1
     assert f'{cam} (FDA, beta 0.1)' in card.task
     assert load_card(tmp_path / 'plain').extra['config']['fda_real'] == ''
-    fda_w, plain_w = _weights(tmp_path / 'fda'), _weights(tmp_path / 'plain')
+    fda_w, plain_w = weights(tmp_path / 'fda'), weights(tmp_path / 'plain')
     assert not all(np.array_equal(fda_w[k], plain_w[k]) for k in fda_w)
 
 
@@ -194,7 +179,7 @@ def test_trainer_fda_run_resumes_to_the_same_weights_and_refuses_other_fda(tmp_p
     """
     from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
 
-    cam = _camera_folder(tmp_path / 'cam')
+    cam = camera_folder(tmp_path / 'cam')
 
     def cfg(out, **kw):
         kw = {'fda_real': str(cam), 'fda_beta': 0.1, **kw}
@@ -217,30 +202,30 @@ def test_trainer_fda_run_resumes_to_the_same_weights_and_refuses_other_fda(tmp_p
     ckpt = checkpoint_path(tmp_path / 'cut')
     with pytest.raises(ValueError, match=r'checkpoint of a different run \(fda_beta=0.1 vs 0.2\)'):
         train(cfg('cut', resume='auto', fda_beta=0.2), command='pytest')
-    other = _camera_folder(tmp_path / 'other')
+    other = camera_folder(tmp_path / 'other')
     with pytest.raises(ValueError, match=r'different run \(fda_real='):
         train(cfg('cut', resume='auto', fda_real=str(other)), command='pytest')
     with pytest.raises(ValueError, match=r'different run \(fda_real='):
         train(cfg('cut', resume='auto', fda_real=''), command='pytest')
     train(cfg('cut', resume='auto'), command='pytest')
     assert not ckpt.exists()
-    whole, cut = _weights(tmp_path / 'whole'), _weights(tmp_path / 'cut')
+    whole, cut = weights(tmp_path / 'whole'), weights(tmp_path / 'cut')
     assert all(np.array_equal(whole[k], cut[k]) for k in whole)
 
 
-def test_missing_fda_real_folder_is_one_line_naming_it(tmp_path, capsys):
-    """A missing --fda-real folder: exit 2, one line naming the flag and the folder.
+@pytest.mark.parametrize('flag', ['--fda-real', '--dacs-real'])
+def test_missing_unlabelled_folder_is_one_line_naming_it(tmp_path, capsys, flag):
+    """A missing --fda-real / --dacs-real folder: exit 2, one line naming the flag and folder.
 
     It fails before the labelled data is read (that folder is missing too and is not named).
     """
     from sim_training import train_segmenter as seg
 
     missing = tmp_path / 'no_camera'
-    rc = seg.main(['--data', str(tmp_path / 'no_data'), '--fda-real', str(missing),
-                   '--steps', '1'])
+    rc = seg.main(['--data', str(tmp_path / 'no_data'), flag, str(missing), '--steps', '1'])
     err = capsys.readouterr().err
     assert rc == 2
-    assert f'--fda-real: {missing}: no such folder or bag' in err
+    assert f'{flag}: {missing}: no such folder or bag' in err
     assert 'no_data' not in err and 'Traceback' not in err
     assert len(err.strip().splitlines()) == 1
     assert seg.main(['--synthetic', '4', '--fda-real', str(tmp_path / 'cam'),
