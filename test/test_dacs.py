@@ -20,7 +20,7 @@ import pytest
 torch = pytest.importorskip('torch')
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
-from unlabelled_frames import camera_folder, weights  # noqa: E402
+from segmenter_runs import camera_folder, interrupted_run, weights  # noqa: E402
 
 from sim_training.dacs import (  # noqa: E402
     DACS,
@@ -162,18 +162,7 @@ def test_trainer_dacs_run_records_it_resumes_exactly_and_refuses_other_dacs(tmp_
     card = load_card(tmp_path / 'whole')
     assert card.extra['config']['dacs_real'] == str(cam)
     assert f'unlabelled {cam}' in card.task and 'DACS, tau 0.968, alpha 0.99' in card.task
-    real_loss, calls = DACS.loss, []
-
-    def dies_at_step_3(self, student, xs, ys):
-        calls.append(len(xs))
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_loss(self, student, xs, ys)
-
-    monkeypatch.setattr(DACS, 'loss', dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg('cut'), command='pytest')
-    monkeypatch.setattr(DACS, 'loss', real_loss)
+    interrupted_run(monkeypatch, DACS, 'loss', lambda: train(cfg('cut'), command='pytest'))
     ckpt = checkpoint_path(tmp_path / 'cut')
     assert 'dacs' in torch.load(ckpt, weights_only=True)
     with pytest.raises(ValueError, match=r'different run \(dacs_tau=0.968 vs 0.9\)'):

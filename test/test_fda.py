@@ -19,7 +19,7 @@ import pytest
 torch = pytest.importorskip('torch')
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
-from unlabelled_frames import camera_folder, weights  # noqa: E402
+from segmenter_runs import camera_folder, interrupted_run, weights  # noqa: E402
 
 from sim_training.data import FrameSampler, FrameSet  # noqa: E402
 from sim_training.fda import FDASampler, fda  # noqa: E402
@@ -187,18 +187,7 @@ def test_trainer_fda_run_resumes_to_the_same_weights_and_refuses_other_fda(tmp_p
                                ckpt_every=2, out=str(tmp_path / out), **kw)
 
     train(cfg('whole'), command='pytest')
-    real_sample, calls = FDASampler.sample, []
-
-    def dies_at_step_3(self, n):
-        calls.append(n)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_sample(self, n)
-
-    monkeypatch.setattr(FDASampler, 'sample', dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg('cut'), command='pytest')
-    monkeypatch.setattr(FDASampler, 'sample', real_sample)
+    interrupted_run(monkeypatch, FDASampler, 'sample', lambda: train(cfg('cut'), command='pytest'))
     ckpt = checkpoint_path(tmp_path / 'cut')
     with pytest.raises(ValueError, match=r'checkpoint of a different run \(fda_beta=0.1 vs 0.2\)'):
         train(cfg('cut', resume='auto', fda_beta=0.2), command='pytest')

@@ -177,12 +177,6 @@ def test_train_segmenter_class_weights_reach_the_loss():
     assert not torch.equal(plain, weights_after('floor=5'))
 
 
-def _segmenter_weights(stem):
-    from safetensors.numpy import load_file
-
-    return load_file(f'{stem}.safetensors')
-
-
 def test_train_segmenter_resumes_an_interrupted_run_to_the_same_weights(tmp_path, monkeypatch):
     """An interrupted run resumed with --resume auto ends bit-identical to a whole one.
 
@@ -190,6 +184,7 @@ def test_train_segmenter_resumes_an_interrupted_run_to_the_same_weights(tmp_path
     saved.
     """
     import numpy as np
+    from segmenter_runs import interrupted_run, weights
 
     from sim_training.data import FrameSampler
     from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
@@ -202,23 +197,13 @@ def test_train_segmenter_resumes_an_interrupted_run_to_the_same_weights(tmp_path
     assert not checkpoint_path(tmp_path / 'whole').exists()
     assert list((tmp_path / 'tb').glob('events.out.tfevents.*'))
 
-    real_sample, calls = FrameSampler.sample, []
-
-    def dies_at_step_3(self, n):
-        calls.append(n)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_sample(self, n)
-
-    monkeypatch.setattr(FrameSampler, 'sample', dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg('cut'), command='pytest')
-    monkeypatch.setattr(FrameSampler, 'sample', real_sample)
+    interrupted_run(monkeypatch, FrameSampler, 'sample',
+                    lambda: train(cfg('cut'), command='pytest'))
     ckpt = checkpoint_path(tmp_path / 'cut')
     assert ckpt.is_file() and torch.load(ckpt, weights_only=True)['step'] == 2
     _, metrics = train(cfg('cut', resume='auto'), command='pytest')
     assert not ckpt.exists() and metrics['steps'] == 6
-    whole, cut = _segmenter_weights(tmp_path / 'whole'), _segmenter_weights(tmp_path / 'cut')
+    whole, cut = weights(tmp_path / 'whole'), weights(tmp_path / 'cut')
     assert whole.keys() == cut.keys()
     assert all(np.array_equal(whole[k], cut[k]) for k in whole)
 
