@@ -1,4 +1,4 @@
-"""Helpers of the segmenter-trainer tests: a camera folder, saved weights, a cut-off run."""
+"""Helpers of the segmenter-trainer tests: camera frames, a resumable run, weights, a cut-off."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ def camera_folder(path: Path, n: int = 4, size: int = 16) -> Path:
     for i, img in enumerate(synthetic_frames(n, (size, size), domain='real', seed=7).images):
         _write_png(path / f'{i:03d}.png', img)
     return path
+
+
+def resumable_config(tmp_path: Path, out: str, **kw: Any) -> Any:
+    """A six-step run on 8 synthetic 16x16 frames, checkpointed every 2 steps.
+
+    Saved at ``tmp_path / out``; :func:`interrupted_run`'s default cut (step 3) leaves its
+    step-2 checkpoint behind.
+    """
+    from sim_training.train_segmenter import SegmenterConfig
+
+    return SegmenterConfig(synthetic=8, size=16, width=4, steps=6, batch_size=4,
+                           ckpt_every=2, out=str(tmp_path / out), **kw)
 
 
 def weights(stem: Path | str) -> dict[str, np.ndarray]:

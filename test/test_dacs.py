@@ -20,7 +20,12 @@ import pytest
 torch = pytest.importorskip('torch')
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
-from segmenter_runs import camera_folder, interrupted_run, weights  # noqa: E402
+from segmenter_runs import (  # noqa: E402
+    camera_folder,
+    interrupted_run,
+    resumable_config,
+    weights,
+)
 
 from sim_training.dacs import (  # noqa: E402
     DACS,
@@ -148,15 +153,13 @@ def test_trainer_dacs_run_records_it_resumes_exactly_and_refuses_other_dacs(tmp_
     bit-identical; the card records dacs_real; another dacs_tau or no dacs_real is refused on
     resume; DACS changes what is learned.
     """
-    from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
+    from sim_training.train_segmenter import checkpoint_path, train
     from vr_goggles.weights import load_card
 
     cam = camera_folder(tmp_path / 'cam')
 
     def cfg(out, **kw):
-        kw = {'dacs_real': str(cam), **kw}
-        return SegmenterConfig(synthetic=8, size=16, width=4, steps=6, batch_size=4,
-                               ckpt_every=2, out=str(tmp_path / out), **kw)
+        return resumable_config(tmp_path, out, **{'dacs_real': str(cam), **kw})
 
     train(cfg('whole'), command='pytest')
     card = load_card(tmp_path / 'whole')

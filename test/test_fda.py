@@ -19,7 +19,12 @@ import pytest
 torch = pytest.importorskip('torch')
 os.environ.setdefault('PYGLET_HEADLESS', '1')
 
-from segmenter_runs import camera_folder, interrupted_run, weights  # noqa: E402
+from segmenter_runs import (  # noqa: E402
+    camera_folder,
+    interrupted_run,
+    resumable_config,
+    weights,
+)
 
 from sim_training.data import FrameSampler, FrameSet  # noqa: E402
 from sim_training.fda import FDASampler, fda  # noqa: E402
@@ -177,14 +182,12 @@ def test_trainer_fda_run_resumes_to_the_same_weights_and_refuses_other_fda(tmp_p
 
     A resume with another fda_beta or fda_real is refused (they change what is learned).
     """
-    from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
+    from sim_training.train_segmenter import checkpoint_path, train
 
     cam = camera_folder(tmp_path / 'cam')
 
     def cfg(out, **kw):
-        kw = {'fda_real': str(cam), 'fda_beta': 0.1, **kw}
-        return SegmenterConfig(synthetic=8, size=16, width=4, steps=6, batch_size=4,
-                               ckpt_every=2, out=str(tmp_path / out), **kw)
+        return resumable_config(tmp_path, out, **{'fda_real': str(cam), 'fda_beta': 0.1, **kw})
 
     train(cfg('whole'), command='pytest')
     interrupted_run(monkeypatch, FDASampler, 'sample', lambda: train(cfg('cut'), command='pytest'))

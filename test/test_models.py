@@ -184,14 +184,13 @@ def test_train_segmenter_resumes_an_interrupted_run_to_the_same_weights(tmp_path
     saved.
     """
     import numpy as np
-    from segmenter_runs import interrupted_run, weights
+    from segmenter_runs import interrupted_run, resumable_config, weights
 
     from sim_training.data import FrameSampler
-    from sim_training.train_segmenter import SegmenterConfig, checkpoint_path, train
+    from sim_training.train_segmenter import checkpoint_path, train
 
     def cfg(out, **kw):
-        return SegmenterConfig(synthetic=8, size=16, width=4, steps=6, batch_size=4,
-                               ckpt_every=2, out=str(tmp_path / out), **kw)
+        return resumable_config(tmp_path, out, **kw)
 
     train(cfg('whole', tb=str(tmp_path / 'tb')), command='pytest')
     assert not checkpoint_path(tmp_path / 'whole').exists()
