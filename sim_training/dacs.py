@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sim_training.data import FrameSampler, FrameSet
+from sim_training.data import FrameSampler, FrameSet, jitter
 
 #: the paper's teacher confidence threshold and EMA rate
 DEFAULT_TAU = 0.968
@@ -118,10 +118,7 @@ class DACS:
             prob = torch.softmax(self.teacher(xt), 1)
             pt = prob.argmax(1)
         xm, ym, m = classmix(xs, ys, xt, pt, self.generator)
-        n = len(xs)
-        a = 1 + CONTRAST * (torch.rand(n, 1, 1, 1, generator=self.generator) - 0.5)
-        b = BRIGHTNESS * (torch.rand(n, 1, 1, 1, generator=self.generator) - 0.5)
-        xm = (xm * a + b).clamp(-1, 1)
+        xm = jitter(xm, contrast=CONTRAST, brightness=BRIGHTNESS, generator=self.generator)
         share = confident_share(prob, self.tau)
         return mixed_loss(student(xm), ym, m, share), float(share.mean())
 

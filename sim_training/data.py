@@ -274,6 +274,21 @@ class FrameSampler:
         self.generator.set_state(state['rng'])
 
 
+def jitter(x: torch.Tensor, *, contrast: float, brightness: float,
+           generator: torch.Generator) -> torch.Tensor:
+    """Per-frame contrast and brightness jitter of normalised ``(N, 3, H, W)`` frames.
+
+    Each frame is scaled by ``1 + contrast * (u - 0.5)`` and offset by
+    ``brightness * (v - 0.5)`` (``u`` then ``v`` drawn uniform from ``generator``), then
+    clamped to [-1, 1]: the photometric augmentation of the domain score and of DACS's mixed
+    frames, one draw order so a run reproduces from the generator's state.
+    """
+    n = len(x)
+    a = 1 + contrast * (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
+    b = brightness * (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
+    return (x * a + b).clamp(-1, 1)
+
+
 def synthetic_frames(n: int, size: tuple[int, int], *, domain: str, seed: int = 0,
                      num_classes: int = 6) -> FrameSet:
     """Tiny procedural scenes for tests and benchmarks: horizontal class bands + a box.

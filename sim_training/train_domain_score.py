@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sim_training.config_cli import add_config_flags
-from sim_training.data import load_source
+from sim_training.data import jitter, load_source
 from sim_training.run_control import (
     StopOnInterrupt,
     TrainingInterrupted,
@@ -133,9 +133,7 @@ def train(cfg: DomainScoreConfig, command: str = '') -> tuple[DomainScoreNet, di
                 b = x[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]].clone()
                 flip = torch.rand(len(b), generator=gen) < 0.5
                 b[flip] = b[flip].flip(3)
-                contrast = 1 + cfg.jitter * (torch.rand(len(b), 1, 1, 1, generator=gen) - 0.5)
-                bright = 0.75 * cfg.jitter * (torch.rand(len(b), 1, 1, 1, generator=gen) - 0.5)
-                b = (b * contrast + bright).clamp(-1, 1)
+                b = jitter(b, contrast=cfg.jitter, brightness=0.75 * cfg.jitter, generator=gen)
                 turned, labels = four_turns(b)
                 net.train()
                 logits = net(turned)

@@ -86,6 +86,30 @@ def test_classmix_pastes_at_least_one_class_and_half_of_an_even_count():
     assert int(m.sum()) == 2
 
 
+def test_jitter_scales_offsets_and_clamps_each_frame_with_its_own_draw():
+    """Frame i: x * (1 + c (u_i - 0.5)) + b (v_i - 0.5), the u then v draws of the generator.
+
+    Zero ranges leave the frames as they are; a frame pushed past 1 is clamped.
+    (sim_training.data.jitter: DACS's mixed frames and the domain score's training frames.)
+    """
+    from sim_training.data import jitter
+
+    x = torch.stack([torch.full((3, 2, 2), 0.5), torch.full((3, 2, 2), -0.2)])
+    draws = torch.Generator().manual_seed(3)
+    u, v = torch.rand(2, generator=draws), torch.rand(2, generator=draws)
+    got = jitter(x, contrast=0.4, brightness=0.2, generator=torch.Generator().manual_seed(3))
+    want = torch.tensor([0.5, -0.2]) * (1 + 0.4 * (u - 0.5)) + 0.2 * (v - 0.5)
+    assert torch.allclose(got, want[:, None, None, None].expand_as(x))
+    assert torch.equal(jitter(x, contrast=0.0, brightness=0.0, generator=draws), x)
+    # seed 0 draws u = 0.496, v = 0.768: 1 + 4 (0.768 - 0.5) = 2.07, clamped to 1
+    bright = jitter(torch.full((1, 3, 2, 2), 1.0), contrast=0.0, brightness=4.0,
+                    generator=torch.Generator().manual_seed(0))
+    assert bool((bright == 1.0).all())
+    dim = jitter(torch.full((1, 3, 2, 2), -1.0), contrast=0.0, brightness=4.0,
+                 generator=torch.Generator().manual_seed(1))  # v = 0.279: -1.88 -> -1
+    assert bool((dim == -1.0).all())
+
+
 def test_confident_share_counts_pixels_above_tau_per_frame():
     """Frame 0: 3 of 4 pixels at 0.98 > 0.968; frame 1: none (0.9)."""
     prob = torch.zeros(2, 2, 2, 2)
