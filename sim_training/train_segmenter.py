@@ -211,11 +211,11 @@ def train(cfg: SegmenterConfig, command: str = '') -> tuple[SegmentationNet, dic
     if cfg.fda_real and cfg.dacs_real:
         raise ValueError('--fda-real and --dacs-real: pick one (their combination is not '
                          'measured; docs/results/no_label_dacs.md)')
-    # first: a wrong path fails before the labelled data is read
-    dacs_targets = _unlabelled('--dacs-real', cfg.dacs_real, size, cfg.strict_images)
     if cfg.fda_real and not 0.0 <= cfg.fda_beta <= 0.5:
         raise ValueError(f'--fda-beta: {cfg.fda_beta} is not in [0, 0.5]')
+    # first: a wrong path fails before the labelled data is read
     fda_targets = _unlabelled('--fda-real', cfg.fda_real, size, cfg.strict_images)
+    dacs_targets = _unlabelled('--dacs-real', cfg.dacs_real, size, cfg.strict_images)
     if cfg.synthetic:
         frames = synthetic_frames(cfg.synthetic, size, domain='sim', seed=cfg.seed)
         sources = [frames]
